@@ -1,0 +1,118 @@
+import re
+
+import psycopg2
+import pytest
+import redis as redis_lib
+
+from tests.servers import PostgresServer, RedisServer
+from web import create_app
+from worker import db as worker_db
+from worker.__main__ import build_worker
+from worker.config import Config as WorkerConfig
+from worker.migrate import apply_schema
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    server = PostgresServer()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server):
+    url = pg_server.create_database("survey")
+    apply_schema(url, WorkerConfig.from_env({}).schema_path)
+    return url
+
+
+@pytest.fixture
+def env(database_url, redis_server, monkeypatch):
+    """A clean database and Redis, and the environment the services read."""
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE cats")
+    conn.close()
+    redis_lib.Redis.from_url(redis_server.url).flushall()
+    values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    worker_db.configure(database_url)
+    yield values
+    worker_db.discard()
+
+
+@pytest.fixture
+def app(env):
+    app = create_app({"TESTING": True})
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def redis(env):
+    return redis_lib.Redis.from_url(env["REDIS_URL"])
+
+
+@pytest.fixture
+def rows(env):
+    """rows() -> every stored row, as dicts, oldest first."""
+    def fetch():
+        conn = psycopg2.connect(env["DATABASE_URL"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT name, coat, donut, submission_id::text, submitted_at, stored_at FROM cats ORDER BY stored_at")
+                names = [c.name for c in cur.description]
+                return [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            conn.close()
+    return fetch
+
+
+@pytest.fixture
+def run_worker(env, redis):
+    """Run the real worker in burst mode until the queue is empty."""
+    def run():
+        config = WorkerConfig.from_env(env)
+        return build_worker(config, redis).work(burst=True, with_scheduler=False)
+    return run
+
+
+FIELD = re.compile(r'name="(csrf_token|submission_id)" type="hidden" value="([^"]*)"')
+
+
+def hidden_fields(html):
+    return dict(FIELD.findall(html))
+
+
+@pytest.fixture
+def fresh_form(client):
+    """GET the form; return its hidden fields (CSRF token and submission id)."""
+    def get():
+        response = client.get("/")
+        assert response.status_code == 200
+        return hidden_fields(response.get_data(as_text=True))
+    return get
+
+
+@pytest.fixture
+def post_form(client, fresh_form):
+    """POST a submission through the real form; fields override the defaults."""
+    def post(hidden=None, **fields):
+        data = dict(hidden or fresh_form())
+        data.update({"name": "Pika", "coat": "tortie", "donut": "strawberry"})
+        data.update(fields)
+        data = {k: v for k, v in data.items() if v is not None}
+        return client.post("/", data=data)
+    return post

@@ -1,0 +1,96 @@
+"""A valid submission travels form -> Redis -> worker -> PostgreSQL, once."""
+
+import uuid
+
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from web.submissions import STORE_JOB
+
+
+def queue(redis):
+    return Queue("submissions", connection=redis, serializer=JSONSerializer)
+
+
+def test_valid_submission_becomes_exactly_one_row(post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    response = post_form(hidden, name="  Pika  ")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/submissions/{hidden['submission_id']}"
+
+    jobs = queue(redis).jobs
+    assert [job.id for job in jobs] == [hidden["submission_id"]]
+    assert jobs[0].func_name == STORE_JOB
+    # JSON on the wire, not pickle: the payload is readable by anything.
+    assert jobs[0].kwargs["submission"]["name"] == "Pika"
+
+    assert rows() == []
+    run_worker()
+    stored = rows()
+    assert len(stored) == 1
+    row = stored[0]
+    assert (row["name"], row["coat"], row["donut"]) == ("Pika", "tortie", "strawberry")
+    assert row["submission_id"] == hidden["submission_id"]
+    assert row["submitted_at"] <= row["stored_at"]
+
+
+def test_same_submission_posted_twice_is_one_job_and_one_row(post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    assert post_form(hidden).status_code == 303
+    assert post_form(hidden).status_code == 303  # a double click lands on the same receipt
+    assert queue(redis).count == 1
+    run_worker()
+    # And once more after it was stored: still one row.
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    assert len(rows()) == 1
+
+
+def test_job_delivered_twice_stores_one_row(env, run_worker, rows):
+    from worker.jobs import store_submission
+
+    submission = {"id": str(uuid.uuid4()), "name": "Tom", "coat": "grey", "donut": "maple",
+                  "submitted_at": "2026-01-01T00:00:00+00:00"}
+    assert store_submission(submission) == {"inserted": True}
+    # What a retry after a commit (or a re-run abandoned job) does:
+    assert store_submission(submission) == {"inserted": False}
+    assert len(rows()) == 1
+
+
+def test_receipt_shows_queued_then_stored(client, post_form, fresh_form, run_worker):
+    hidden = fresh_form()
+    post_form(hidden, name="Mochi")
+    sid = hidden["submission_id"]
+
+    page = client.get(f"/submissions/{sid}")
+    assert page.status_code == 200
+    assert 'data-state="queued"' in page.get_data(as_text=True)
+    assert sid in page.get_data(as_text=True)
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "queued"
+
+    run_worker()
+
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert 'data-state="stored"' in page
+    assert "Mochi" in page
+    status = client.get(f"/submissions/{sid}.json").get_json()
+    assert status["state"] == "stored" and status["stored_at"]
+
+
+def test_receipt_for_unknown_submission_is_404(client):
+    assert client.get(f"/submissions/{uuid.uuid4()}").status_code == 404
+    assert client.get("/submissions/not-a-uuid").status_code == 404
+
+
+def test_stored_state_comes_from_the_row_once_the_job_is_gone(client, post_form, fresh_form, redis, run_worker):
+    hidden = fresh_form()
+    post_form(hidden)
+    run_worker()
+    redis.flushall()  # result_ttl expired, or Redis was rebuilt
+    assert client.get(f"/submissions/{hidden['submission_id']}.json").get_json()["state"] == "stored"
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["redis"] == "ok"

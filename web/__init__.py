@@ -1,0 +1,25 @@
+"""The survey's web front end: validates the form and queues it for the worker."""
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from . import config
+from .store import Store
+from .submissions import SubmissionQueue
+
+csrf = CSRFProtect()
+
+
+def create_app(overrides=None):
+    app = Flask(__name__)
+    app.config.from_mapping(config.from_env())
+    if overrides:
+        app.config.update(overrides)
+
+    csrf.init_app(app)
+    app.extensions["submission_queue"] = SubmissionQueue(app.config)
+    app.extensions["submission_store"] = Store(app.config["DATABASE_URL"])
+
+    from .views import bp
+    app.register_blueprint(bp)
+    return app

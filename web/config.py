@@ -1,0 +1,38 @@
+"""Every setting the web reads from the environment, in one place."""
+
+import logging
+import os
+import secrets
+
+log = logging.getLogger(__name__)
+
+
+def _secret_key(env):
+    if env.get("SECRET_KEY"):
+        return env["SECRET_KEY"]
+    if env.get("SECRET_KEY_FILE"):
+        with open(env["SECRET_KEY_FILE"]) as fh:
+            return fh.read().strip()
+    # A per-process key still signs CSRF tokens correctly because gunicorn
+    # loads the app before forking (preload_app), but tokens die with a restart.
+    log.warning("SECRET_KEY is not set; using a random key for this run")
+    return secrets.token_hex(32)
+
+
+def from_env(env=os.environ):
+    return {
+        "SECRET_KEY": _secret_key(env),
+        "DATABASE_URL": env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey"),
+        "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
+        "QUEUE_NAME": env.get("QUEUE_NAME", "submissions"),
+        # A job retries a database outage for about 30 minutes before it is
+        # parked in RQ's failed registry, where it stays for 30 days.
+        "JOB_RETRY_INTERVALS": [int(s) for s in env.get("JOB_RETRY_INTERVALS", "1,2,5,10,30,60,120,300,600,600").split(",")],
+        "JOB_TIMEOUT": int(env.get("JOB_TIMEOUT", "30")),
+        "JOB_FAILURE_TTL": int(env.get("JOB_FAILURE_TTL", str(30 * 24 * 3600))),
+        "JOB_RESULT_TTL": int(env.get("JOB_RESULT_TTL", "600")),
+        # Far above any valid form, far below anything that costs us memory.
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", "16384")),
+        # Tokens live as long as a visitor might leave the form open.
+        "WTF_CSRF_TIME_LIMIT": int(env.get("CSRF_TIME_LIMIT", str(24 * 3600))),
+    }

@@ -1,0 +1,89 @@
+"""The survey form: its fields, their choices and their rules, defined once."""
+
+import re
+import uuid
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, ValidationError
+
+NAME_MAX = 50  # db/schema.sql checks the same limit
+
+COATS = [
+    ("tabby", "Tabby"),
+    ("tortie", "Tortoiseshell"),
+    ("calico", "Calico"),
+    ("black", "Black"),
+    ("white", "White"),
+    ("ginger", "Ginger"),
+    ("grey", "Grey"),
+    ("tuxedo", "Tuxedo"),
+]
+
+DONUTS = [
+    ("glazed", "Glazed"),
+    ("strawberry", "Strawberry frosted"),
+    ("chocolate", "Chocolate"),
+    ("boston-cream", "Boston cream"),
+    ("jelly", "Jelly-filled"),
+    ("maple", "Maple"),
+    ("sprinkles", "Sprinkles"),
+    ("cinnamon", "Cinnamon sugar"),
+]
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _no_control_chars(form, field):
+    if field.data and CONTROL_CHARS.search(field.data):
+        raise ValidationError("The name can't contain control characters such as tabs or line breaks.")
+
+
+def _uuid(form, field):
+    try:
+        field.data = str(uuid.UUID(field.data, version=4))
+    except (TypeError, ValueError, AttributeError):
+        raise ValidationError("This form is missing its submission id; please reload the page and try again.")
+
+
+def _choice(label, choices):
+    return RadioField(
+        label,
+        choices=[SelectChoice(value, text) for value, text in choices],
+        # The stock message ("Not a valid choice") doesn't say which field.
+        validate_choice=False,
+        validators=[
+            InputRequired(message=f"Please pick a {label.lower()}."),
+            AnyOf([value for value, _ in choices], message=f"Please pick a {label.lower()} from the list."),
+        ],
+    )
+
+
+class SurveyForm(FlaskForm):
+    submission_id = HiddenField(validators=[_uuid])
+    name = StringField(
+        "Your cat's name",
+        filters=[_strip],
+        validators=[
+            # DataRequired sees the stripped value, so whitespace alone counts as missing.
+            DataRequired(message="Please tell us your cat's name."),
+            Length(min=1, max=NAME_MAX, message=f"The name must be 1 to {NAME_MAX} characters long."),
+            _no_control_chars,
+        ],
+    )
+    coat = _choice("Coat", COATS)
+    donut = _choice("Donut", DONUTS)
+
+    def submission(self, submitted_at):
+        return {
+            "id": self.submission_id.data,
+            "name": self.name.data,
+            "coat": self.coat.data,
+            "donut": self.donut.data,
+            "submitted_at": submitted_at.isoformat(),
+        }

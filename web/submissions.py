@@ -1,0 +1,59 @@
+"""The queue side of a submission: enqueue it once, and ask how it is doing."""
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+# Named by string so the web never imports the worker's code (or its image).
+STORE_JOB = "worker.jobs.store_submission"
+
+
+class SubmissionQueue:
+    def __init__(self, config):
+        # Short timeouts: while Redis is down a visitor should get our 503
+        # page in about a second, not wait on a hanging socket.
+        self.redis = Redis.from_url(config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2)
+        self.queue = Queue(config["QUEUE_NAME"], connection=self.redis, serializer=JSONSerializer)
+        self.retry = Retry(max=len(config["JOB_RETRY_INTERVALS"]), interval=config["JOB_RETRY_INTERVALS"])
+        self.job_options = {
+            "timeout": config["JOB_TIMEOUT"],
+            "failure_ttl": config["JOB_FAILURE_TTL"],
+            "result_ttl": config["JOB_RESULT_TTL"],
+        }
+
+    def enqueue(self, submission):
+        """Queue the store job; return False when this submission was already queued.
+
+        The submission id is the job id and `unique=True` checks and saves it
+        in one atomic step, so a double click cannot queue two jobs.
+        """
+        try:
+            self.queue.enqueue_call(
+                STORE_JOB,
+                kwargs={"submission": submission},
+                job_id=submission["id"],
+                unique=True,
+                retry=self.retry,
+                **self.job_options,
+                description=f"store submission {submission['id']}",
+            )
+        except DuplicateJobError:
+            return False
+        return True
+
+    def state(self, submission_id):
+        """'queued', 'failed', 'stored' or None when the queue has no such job."""
+        try:
+            status = Job.fetch(submission_id, connection=self.redis, serializer=JSONSerializer).get_status()
+        except NoSuchJobError:
+            return None
+        if status == JobStatus.FINISHED:
+            return "stored"
+        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            return "failed"
+        return "queued"
+
+    def ping(self):
+        return self.redis.ping()

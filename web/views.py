@@ -1,0 +1,125 @@
+"""The pages: the form, the receipt, and the health checks."""
+
+import logging
+import uuid
+from datetime import datetime, timezone
+
+import psycopg2
+import redis
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, url_for
+from flask_wtf.csrf import CSRFError
+
+from .forms import SurveyForm
+
+log = logging.getLogger(__name__)
+bp = Blueprint("survey", __name__)
+
+STATE_TEXT = {
+    "queued": "Received, waiting in the queue",
+    "stored": "Stored",
+    "failed": "Could not be stored yet",
+}
+
+
+def _queue():
+    return current_app.extensions["submission_queue"]
+
+
+def _store():
+    return current_app.extensions["submission_store"]
+
+
+@bp.get("/")
+def form():
+    form = SurveyForm()
+    form.submission_id.data = str(uuid.uuid4())
+    return render_template("form.html", form=form)
+
+
+@bp.post("/")
+def submit():
+    form = SurveyForm()
+    if not form.validate():
+        return render_template("form.html", form=form), 422
+    submission = form.submission(datetime.now(timezone.utc))
+    try:
+        queued = _queue().enqueue(submission)
+    except redis.RedisError as exc:
+        log.error("submission %s not queued: %s", submission["id"], exc)
+        return render_template("form.html", form=form, unavailable=True), 503
+    log.info("submission %s %s", submission["id"], "queued" if queued else "was already queued")
+    # 303 so a refresh of the next page repeats a GET, never the POST.
+    return redirect(url_for(".receipt", submission_id=submission["id"]), code=303)
+
+
+def _status(submission_id):
+    """What a visitor may know of a submission: the row if it is stored, else the job's state."""
+    sid = str(submission_id)
+    try:
+        row = _store().find_submission(sid)
+    except psycopg2.Error as exc:
+        # While the database is down the queue still knows the answer.
+        log.warning("receipt %s: database unavailable: %s", sid, exc)
+        row = None
+    if row:
+        return {"id": sid, "state": "stored", "row": row}
+    try:
+        state = _queue().state(sid)
+    except redis.RedisError as exc:
+        log.warning("receipt %s: queue unavailable: %s", sid, exc)
+        state = "unknown"
+    if state is None:
+        abort(404)
+    # The job can finish between our two reads; a finished job means a stored row.
+    return {"id": sid, "state": state, "row": None}
+
+
+@bp.get("/submissions/<uuid:submission_id>")
+def receipt(submission_id):
+    status = _status(submission_id)
+    return render_template("receipt.html", status=status, state_text=STATE_TEXT.get(status["state"], "Unknown"))
+
+
+@bp.get("/submissions/<uuid:submission_id>.json")
+def receipt_json(submission_id):
+    status = _status(submission_id)
+    row = status["row"]
+    return jsonify(
+        id=status["id"],
+        state=status["state"],
+        state_text=STATE_TEXT.get(status["state"], "Unknown"),
+        stored_at=row["stored_at"].isoformat() if row else None,
+    )
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    try:
+        _queue().ping()
+    except redis.RedisError as exc:
+        return jsonify(status="unavailable", redis=str(exc)), 503
+    return jsonify(status="ok", redis="ok")
+
+
+@bp.app_errorhandler(CSRFError)
+def csrf_error(error):
+    # Keep what the visitor typed; only the token was wrong.
+    form = SurveyForm(meta={"csrf": False})
+    return render_template("form.html", form=form, csrf_error=error.description), 400
+
+
+@bp.app_errorhandler(413)
+def too_large(error):
+    return render_template("error.html", title="That was too much",
+                           message="The form sent more data than a survey answer needs."), 413
+
+
+@bp.app_errorhandler(404)
+def not_found(error):
+    return render_template("error.html", title="Not found",
+                           message="There is no page or submission here."), 404

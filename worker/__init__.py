@@ -1,0 +1,1 @@
+"""The RQ worker: takes submissions off the queue and stores them in PostgreSQL."""
