@@ -103,7 +103,7 @@ class RedisServer:
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.tmp),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
             stdout=open(self.tmp / "log", "ab"), stderr=subprocess.STDOUT,
         )
         client = redis.Redis(port=self.port)
