@@ -3,6 +3,7 @@
 import logging
 import os
 import secrets
+from urllib.parse import quote, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,24 @@ def _secret_key(env):
     return secrets.token_hex(32)
 
 
+def _database_url(env):
+    """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE when one is
+    given, so a secret file never has to be pasted into an environment variable."""
+    url = env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey")
+    if not env.get("DATABASE_PASSWORD_FILE"):
+        return url
+    with open(env["DATABASE_PASSWORD_FILE"]) as fh:
+        password = quote(fh.read().strip(), safe="")
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    user = user.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
 def from_env(env=os.environ):
     return {
         "SECRET_KEY": _secret_key(env),
-        "DATABASE_URL": env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey"),
+        "DATABASE_URL": _database_url(env),
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
         "QUEUE_NAME": env.get("QUEUE_NAME", "submissions"),
         # A job retries a database outage for about 30 minutes before it is

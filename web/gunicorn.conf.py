@@ -14,3 +14,4 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Redis answers in microseconds; a request stuck longer than this is broken.
 timeout = 30
 graceful_timeout = 20
+control_socket_disable = True  # nothing here uses it; two servers on one machine would share its path

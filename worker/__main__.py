@@ -40,6 +40,7 @@ def build_worker(config, connection):
         connection=connection,
         serializer=JSONSerializer,
         maintenance_interval=config.maintenance_interval,
+        worker_ttl=config.worker_ttl,
     )
 
 
@@ -55,6 +56,7 @@ def main(argv=None, startup_timeout=300):
     db.configure(config.database_url)
 
     worker = build_worker(config, connection)
+    config.name_file.write_text(worker.name)
     # The scheduler process moves retries whose back-off has elapsed back onto the queue.
     worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
     return 0

@@ -1,0 +1,94 @@
+"""Static checks of compose.yml and the Dockerfiles: fast, no Docker engine needed."""
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.compose.tools import COMPOSE_FILE, HADOLINT, compose_cmd, compose_config
+from tests.servers import ROOT
+
+DOCKERFILES = sorted(p for p in ROOT.glob("*/Dockerfile") if p.parent.name in ("web", "worker"))
+
+
+@pytest.fixture(scope="module")
+def config():
+    return compose_config()
+
+
+def procfile():
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict((name, shlex.split(cmd)) for name, cmd in (line.split(":", 1) for line in lines if line.strip()))
+
+
+def test_compose_config_is_valid():
+    result = compose_cmd("config", "-q", check=False)
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"^version:", COMPOSE_FILE.read_text(), re.M), "the obsolete version key"
+
+
+def test_four_services_and_their_one_shots(config):
+    assert {"web", "worker", "db", "redis"} <= set(config["services"])
+
+
+def test_every_service_healthy_dependency_has_a_healthcheck(config):
+    for name, service in config["services"].items():
+        for dep, condition in service.get("depends_on", {}).items():
+            if condition["condition"] == "service_healthy":
+                assert config["services"][dep].get("healthcheck", {}).get("test"), f"{name} waits on {dep}"
+
+
+def test_worker_and_web_wait_for_healthy_servers(config):
+    worker, web = config["services"]["worker"], config["services"]["web"]
+    assert worker["depends_on"]["db"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert web["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_servers_are_not_published(config):
+    for name in ("db", "redis"):
+        assert not config["services"][name].get("ports"), f"{name} must not be published to the host"
+
+
+def test_web_is_published_on_the_tutorial_port(config):
+    (port,) = config["services"]["web"]["ports"]
+    assert port["published"] == "2154"
+
+
+def test_worker_can_scale(config):
+    worker = config["services"]["worker"]
+    assert "container_name" not in worker and not worker.get("ports")
+
+
+def test_builds_exist_and_images_are_pinned(config):
+    for name, service in config["services"].items():
+        if "build" in service:
+            build = service["build"]
+            assert (Path(build["context"]) / build["dockerfile"]).is_file(), build
+            base = build["args"]["PYTHON_IMAGE"]
+            assert re.fullmatch(r"python:3\.11[\w.-]*", base), base
+        else:
+            image = service["image"]
+            assert re.fullmatch(r"[\w./-]+:\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned to major.minor"
+
+
+def test_web_and_worker_run_the_runners_commands(config):
+    runner = procfile()
+    assert config["services"]["web"]["command"] == runner["web"]
+    assert config["services"]["worker"]["command"] == runner["worker"]
+
+
+def test_dockerfiles_run_the_runners_commands():
+    runner = procfile()
+    for dockerfile in DOCKERFILES:
+        (cmd,) = re.findall(r"^CMD (\[.*\])$", dockerfile.read_text(), re.M)
+        assert json.loads(cmd) == runner[dockerfile.parent.name]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint(dockerfile):
+    result = subprocess.run([HADOLINT, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
