@@ -39,8 +39,9 @@ class Runner:
         self.data_dir = data_dir
         self.log = open(tmp_path / "run.log", "wb")
         self.env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(self.port),
-                    "DB_PORT": str(free_port()), "REDIS_PORT": str(free_port()), **env}
-        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+                    "DB_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+                    "WORKER_METRICS_PORT": str(free_port()), **env}
+        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMETHEUS_MULTIPROC_DIR"):
             if key not in env:
                 self.env.pop(key, None)
         self.log_path = tmp_path / "run.log"

@@ -17,6 +17,10 @@ class Config:
     # (RQ's default of 10 minutes is too slow for a form's visitor).
     maintenance_interval: int
     log_level: str
+    log_format: str
+    # Where the worker serves /metrics; no port, no endpoint.
+    metrics_host: str
+    metrics_port: int | None
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -27,4 +31,7 @@ class Config:
             schema_path=Path(env.get("SCHEMA_PATH", DEFAULT_SCHEMA)),
             maintenance_interval=int(env.get("WORKER_MAINTENANCE_INTERVAL", "30")),
             log_level=env.get("LOG_LEVEL", "INFO"),
+            log_format=env.get("LOG_FORMAT", "text"),
+            metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
+            metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
         )
