@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 
 from tests.http import Browser
+from tests.scrape import samples, value
 from tests.servers import ROOT, free_port, wait_until
 
 
@@ -39,8 +40,9 @@ class Runner:
         self.data_dir = data_dir
         self.log = open(tmp_path / "run.log", "wb")
         self.env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(self.port),
-                    "DB_PORT": str(free_port()), "REDIS_PORT": str(free_port()), **env}
-        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+                    "DB_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+                    "WORKER_METRICS_PORT": str(free_port()), **env}
+        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMETHEUS_MULTIPROC_DIR"):
             if key not in env:
                 self.env.pop(key, None)
         self.log_path = tmp_path / "run.log"
@@ -96,6 +98,11 @@ def test_make_run_stores_a_post_and_keeps_it_across_restarts(runner):
     assert wait_until(lambda: stored(database_url, sid), 30, "the row") == [("Pika", "tortie", "strawberry")]
     receipt = browser.request(f"/submissions/{sid}.json")
     assert '"state":"stored"' in receipt[2]
+    # The operator's views: the web's counters (kept under DATA_DIR), the worker's own.
+    assert value(samples(browser.request("/metrics")[2]), "survey_submissions_accepted_total", enqueue="queued") == 1
+    assert list((run.data_dir / "web-metrics").glob("*.db"))
+    worker = Browser(f"http://127.0.0.1:{run.env['WORKER_METRICS_PORT']}")
+    assert value(samples(worker.request("/metrics")[2]), "survey_worker_jobs_total", outcome="stored") == 1
 
     assert run.interrupt() is not None, "make run did not stop on Ctrl-C"
     # Everything it started has stopped: its ports are free again.

@@ -20,6 +20,7 @@ def create_app(overrides=None):
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"])
 
-    from .views import bp
-    app.register_blueprint(bp)
+    from . import health, metrics, results, views
+    for module in (views, health, metrics, results):
+        app.register_blueprint(module.bp)
     return app

@@ -34,6 +34,21 @@ DONUTS = [
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+# Every message the form can show, by a short reason code: the codes label the
+# rejection counter in /metrics, where the messages would be too long.
+REASONS = {}
+
+
+def _reason(code, message):
+    REASONS[message] = code
+    return message
+
+
+CONTROL_CHARS_MESSAGE = _reason(
+    "control_chars", "The name can't contain control characters such as tabs or line breaks.")
+NO_SUBMISSION_ID_MESSAGE = _reason(
+    "invalid", "This form is missing its submission id; please reload the page and try again.")
+
 
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
@@ -41,14 +56,14 @@ def _strip(value):
 
 def _no_control_chars(form, field):
     if field.data and CONTROL_CHARS.search(field.data):
-        raise ValidationError("The name can't contain control characters such as tabs or line breaks.")
+        raise ValidationError(CONTROL_CHARS_MESSAGE)
 
 
 def _uuid(form, field):
     try:
         field.data = str(uuid.UUID(field.data, version=4))
     except (TypeError, ValueError, AttributeError):
-        raise ValidationError("This form is missing its submission id; please reload the page and try again.")
+        raise ValidationError(NO_SUBMISSION_ID_MESSAGE)
 
 
 def _choice(label, choices):
@@ -58,8 +73,9 @@ def _choice(label, choices):
         # The stock message ("Not a valid choice") doesn't say which field.
         validate_choice=False,
         validators=[
-            InputRequired(message=f"Please pick a {label.lower()}."),
-            AnyOf([value for value, _ in choices], message=f"Please pick a {label.lower()} from the list."),
+            InputRequired(message=_reason("missing", f"Please pick a {label.lower()}.")),
+            AnyOf([value for value, _ in choices],
+                  message=_reason("not_a_choice", f"Please pick a {label.lower()} from the list.")),
         ],
     )
 
@@ -71,13 +87,19 @@ class SurveyForm(FlaskForm):
         filters=[_strip],
         validators=[
             # DataRequired sees the stripped value, so whitespace alone counts as missing.
-            DataRequired(message="Please tell us your cat's name."),
-            Length(min=1, max=NAME_MAX, message=f"The name must be 1 to {NAME_MAX} characters long."),
+            DataRequired(message=_reason("missing", "Please tell us your cat's name.")),
+            Length(min=1, max=NAME_MAX,
+                   message=_reason("too_long", f"The name must be 1 to {NAME_MAX} characters long.")),
             _no_control_chars,
         ],
     )
     coat = _choice("Coat", COATS)
     donut = _choice("Donut", DONUTS)
+
+    def rejections(self):
+        """(field, reason) for each error, after a failed validate()."""
+        return [(field, REASONS.get(message, "invalid"))
+                for field, messages in self.errors.items() for message in messages]
 
     def submission(self, submitted_at):
         return {

@@ -1,4 +1,4 @@
-"""The pages: the form, the receipt, and the health checks."""
+"""The pages: the form and the receipt."""
 
 import logging
 import uuid
@@ -9,6 +9,7 @@ import redis
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, url_for
 from flask_wtf.csrf import CSRFError
 
+from . import metrics
 from .forms import SurveyForm
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,24 @@ def form():
 def submit():
     form = SurveyForm()
     if not form.validate():
+        rejections = form.rejections()
+        metrics.count_rejections(rejections)
+        # An invalid id is whatever the client sent: not fit for a log line.
+        sid = None if "submission_id" in form.errors else form.submission_id.data
+        log.info("submission %s rejected: %s", sid or "-",
+                 " ".join(f"{field}={reason}" for field, reason in rejections), extra={"submission_id": sid})
         return render_template("form.html", form=form), 422
     submission = form.submission(datetime.now(timezone.utc))
+    sid = submission["id"]
     try:
-        queued = _queue().enqueue(submission)
+        with metrics.ENQUEUE_SECONDS.time():
+            queued = _queue().enqueue(submission)
     except redis.RedisError as exc:
-        log.error("submission %s not queued: %s", submission["id"], exc)
+        metrics.ENQUEUE_FAILURES.labels(error=type(exc).__name__).inc()
+        log.error("submission %s not queued: %s", sid, exc, extra={"submission_id": sid})
         return render_template("form.html", form=form, unavailable=True), 503
-    log.info("submission %s %s", submission["id"], "queued" if queued else "was already queued")
+    metrics.ACCEPTED.labels(enqueue="queued" if queued else "duplicate").inc()
+    log.info("submission %s %s", sid, "queued" if queued else "was already queued", extra={"submission_id": sid})
     # 303 so a refresh of the next page repeats a GET, never the POST.
     return redirect(url_for(".receipt", submission_id=submission["id"]), code=303)
 
@@ -59,14 +70,14 @@ def _status(submission_id):
         row = _store().find_submission(sid)
     except psycopg2.Error as exc:
         # While the database is down the queue still knows the answer.
-        log.warning("receipt %s: database unavailable: %s", sid, exc)
+        log.warning("receipt %s: database unavailable: %s", sid, exc, extra={"submission_id": sid})
         row = None
     if row:
         return {"id": sid, "state": "stored", "row": row}
     try:
         state = _queue().state(sid)
     except redis.RedisError as exc:
-        log.warning("receipt %s: queue unavailable: %s", sid, exc)
+        log.warning("receipt %s: queue unavailable: %s", sid, exc, extra={"submission_id": sid})
         state = "unknown"
     if state is None:
         abort(404)
@@ -92,29 +103,17 @@ def receipt_json(submission_id):
     )
 
 
-@bp.get("/healthz")
-def healthz():
-    return jsonify(status="ok")
-
-
-@bp.get("/readyz")
-def readyz():
-    try:
-        _queue().ping()
-    except redis.RedisError as exc:
-        return jsonify(status="unavailable", redis=str(exc)), 503
-    return jsonify(status="ok", redis="ok")
-
-
 @bp.app_errorhandler(CSRFError)
 def csrf_error(error):
     # Keep what the visitor typed; only the token was wrong.
+    metrics.count_rejections([("csrf_token", metrics.csrf_reason(error.description))])
     form = SurveyForm(meta={"csrf": False})
     return render_template("form.html", form=form, csrf_error=error.description), 400
 
 
 @bp.app_errorhandler(413)
 def too_large(error):
+    metrics.count_rejections([("form", "too_large")])
     return render_template("error.html", title="That was too much",
                            message="The form sent more data than a survey answer needs."), 413
 

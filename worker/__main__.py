@@ -3,15 +3,21 @@ work the submissions queue until told to stop (SIGTERM finishes the job in
 hand first)."""
 
 import logging
+import os
 import sys
 import time
+
+# The web's multi-process metrics directory means nothing to this single
+# process; inherited (honcho passes one environment to all), it would put the
+# worker's counters among the web's.  prometheus-client reads it on import.
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 import psycopg2
 import redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from . import db
+from . import db, logs, metrics
 from .config import Config
 from .migrate import apply_schema
 
@@ -41,12 +47,14 @@ def build_worker(config, connection):
         serializer=JSONSerializer,
         maintenance_interval=config.maintenance_interval,
         worker_ttl=config.worker_ttl,
+        # Counts retries and final failures, then lets RQ handle the job as usual.
+        exception_handlers=[metrics.count_failure],
     )
 
 
 def main(argv=None, startup_timeout=300):
     config = Config.from_env()
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup(config.log_format, config.log_level)
     burst = "--burst" in (argv or sys.argv[1:])
     deadline = time.monotonic() + startup_timeout
 
@@ -54,6 +62,8 @@ def main(argv=None, startup_timeout=300):
     wait_for("redis", connection.ping, deadline)
     wait_for("postgresql", lambda: apply_schema(config.database_url, config.schema_path), deadline)
     db.configure(config.database_url)
+    if config.metrics_port:
+        metrics.serve(config.metrics_host, config.metrics_port)
 
     worker = build_worker(config, connection)
     config.name_file.write_text(worker.name)

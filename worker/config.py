@@ -37,6 +37,10 @@ class Config:
     # Where the worker writes its RQ name, for the container healthcheck to find.
     name_file: Path
     log_level: str
+    log_format: str
+    # Where the worker serves /metrics; no port, no endpoint.
+    metrics_host: str
+    metrics_port: int | None
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -49,4 +53,7 @@ class Config:
             worker_ttl=int(env.get("WORKER_TTL", "60")),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
+            log_format=env.get("LOG_FORMAT", "text"),
+            metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
+            metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
         )

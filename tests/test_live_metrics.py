@@ -1,0 +1,169 @@
+"""The real processes: gunicorn with several workers adds up their counters,
+and `python -m worker` serves its own metrics; both log JSON lines that carry
+the submission id."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.http import Browser
+from tests.scrape import samples, value
+from tests.servers import ROOT, free_port, wait_until
+
+ACCEPTED = "survey_submissions_accepted_total"
+
+
+class Gunicorn:
+    def __init__(self, env, tmp_path, metrics_dir, workers=3):
+        self.port = free_port()
+        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
+        self.env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
+                    "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LOG_FORMAT": "json"}
+        self.proc = subprocess.Popen(
+            [Path(sys.executable).parent / "gunicorn", "--config", "web/gunicorn.conf.py", "--no-control-socket"],
+            cwd=ROOT, env=self.env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+        self.browser = Browser(f"http://127.0.0.1:{self.port}")
+        wait_until(self.ready, 60, "gunicorn to answer /readyz", interval=0.2)
+
+    def ready(self):
+        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+        try:
+            return self.browser.request("/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def scrape(self):
+        status, _, body = self.browser.request("/metrics")
+        assert status == 200, body
+        return samples(body)
+
+    def log_lines(self):
+        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def gunicorn(env, tmp_path):
+    started = []
+
+    def start(metrics_dir):
+        started.append(Gunicorn(env, tmp_path, metrics_dir))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(30)
+
+
+def pids_with_counts(metrics_dir):
+    return {int(p.stem.rsplit("_", 1)[1]) for p in metrics_dir.glob("counter_*.db")}
+
+
+def post_many(server, n, threads=4):
+    """n valid posts from a few threads at once, so several gunicorn workers take them."""
+    results = []
+
+    def run(count):
+        browser = Browser(f"http://127.0.0.1:{server.port}")
+        for _ in range(count):
+            results.append(browser.submit(name="Pika", coat="tortie", donut="glazed")[0])
+
+    workers = [threading.Thread(target=run, args=(n // threads,)) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert results == [303] * (n // threads * threads)
+    return len(results)
+
+
+def test_gunicorn_workers_counts_add_up(gunicorn, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    server = gunicorn(metrics_dir)
+    posted = post_many(server, 24)
+    # Until more than one worker has counted, there is nothing to add up.
+    while len(pids_with_counts(metrics_dir)) < 2 and posted < 200:
+        posted += post_many(server, 8)
+    assert len(pids_with_counts(metrics_dir)) >= 2
+
+    # Whichever worker answers the scrape, it reports every worker's posts.
+    for _ in range(6):
+        now = server.scrape()
+        assert value(now, ACCEPTED, enqueue="queued") == posted
+        assert value(now, "survey_enqueue_seconds_count") == posted
+        assert value(now, "survey_queue_depth", queue="submissions") == posted
+
+    # A worker dies: what it counted still counts, and its replacement adds to it.
+    victim = sorted(pids_with_counts(metrics_dir))[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in _children(server.proc.pid) and len(_children(server.proc.pid)) == 3,
+               30, "gunicorn to replace its worker")
+    posted += post_many(server, 4)
+    assert value(server.scrape(), ACCEPTED, enqueue="queued") == posted
+
+    # One line per event, JSON, with the submission id to follow it by.
+    lines = server.log_lines()
+    queued = [line for line in lines if line.get("logger") == "web.views" and line["message"].endswith(" queued")]
+    assert len(queued) == posted
+    assert all(line["submission_id"] in line["message"] for line in queued)
+    access = [line for line in lines if line.get("logger") == "gunicorn.access" and line.get("path") == "/"]
+    assert {line["method"] for line in access} == {"GET", "POST"}
+    server.stop()
+
+    # The next start begins at zero: last run's files are cleared.
+    server = gunicorn(metrics_dir)
+    assert value(server.scrape(), ACCEPTED, enqueue="queued") == 0
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_worker_serves_its_metrics_and_logs_json(env, client, post_form, fresh_form, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    worker_env = {**os.environ, **env, "WORKER_METRICS_PORT": str(port), "LOG_FORMAT": "json",
+                  # As honcho passes it on: the worker must not join the web's files.
+                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=worker_env,
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    try:
+        def worker_metrics():
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    return samples(response.read().decode())
+            except OSError:
+                return None
+
+        assert value(wait_until(worker_metrics, 60, "the worker's metrics"), "survey_worker_jobs_total",
+                     outcome="stored") == 0
+        hidden = fresh_form()
+        post_form(hidden)
+        sid = hidden["submission_id"]
+        wait_until(lambda: value(worker_metrics(), "survey_worker_jobs_total", outcome="stored") == 1,
+                   30, "the job to be counted")
+        assert value(worker_metrics(), "survey_worker_submitted_to_stored_seconds_count") == 1
+        assert not list(tmp_path.glob("*.db"))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    about = [line for line in lines if line.get("submission_id") == sid]
+    # RQ's own lines (job started, job OK) and ours (stored) all carry it.
+    assert {line["logger"] for line in about} >= {"rq.worker", "worker.jobs"}
+    assert any(line["message"] == f"submission {sid} stored" for line in about)

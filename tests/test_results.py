@@ -1,0 +1,155 @@
+"""/results and /results.csv read what is in the table, whatever is in it."""
+
+import csv
+import io
+import re
+import uuid
+from datetime import datetime
+
+import psycopg2
+import pytest
+
+from web.forms import COATS, DONUTS
+
+TALLY_ROW = re.compile(r'<tr data-value="([^"]*)"><th scope="row">([^<]*)</th><td>(\d+)</td><td>(\d+)%</td></tr>')
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def insert(database_url, rows):
+    """Rows straight into the table, as the worker would write them; returns their ids."""
+    ids = []
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:
+        for name, coat, donut in rows:
+            ids.append(str(uuid.uuid4()))
+            cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) "
+                        "VALUES (%s, %s, %s, %s, now() - interval '1 second')", (ids[-1], name, coat, donut))
+    conn.close()
+    return ids
+
+
+def tables(html):
+    """The page's two tallies as {value: cats}, in page order."""
+    coats, donuts = html.split("By donut")
+    return ({v: int(n) for v, _, n, _ in TALLY_ROW.findall(coats)},
+            {v: int(n) for v, _, n, _ in TALLY_ROW.findall(donuts)})
+
+
+def test_tallies_match_the_rows(client, env):
+    insert(env["DATABASE_URL"], [
+        ("Pika", "tortie", "glazed"), ("Tom", "tortie", "maple"), ("Kit", "black", "glazed"),
+        ("Old", "sphynx", "glazed"),  # a coat since removed from the form still counts
+    ])
+    page = client.get("/results")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-total="4"' in html
+    coats, donuts = tables(html)
+    assert coats == {**{value: 0 for value, _ in COATS}, "tortie": 2, "black": 1, "sphynx": 1}
+    assert donuts == {**{value: 0 for value, _ in DONUTS}, "glazed": 3, "maple": 1}
+    # Most cats first, labels from the form.
+    assert list(coats)[0] == "tortie" and list(donuts)[:2] == ["glazed", "maple"]
+    assert '<th scope="row">Tortoiseshell</th><td>2</td><td>50%</td>' in html
+
+
+def test_results_with_no_rows(client):
+    html = client.get("/results").get_data(as_text=True)
+    assert 'data-total="0"' in html
+    coats, donuts = tables(html)
+    assert set(coats.values()) == {0} and len(coats) == len(COATS)
+    assert set(donuts.values()) == {0} and len(donuts) == len(DONUTS)
+
+
+TRICKY = [
+    "Comma, the cat", 'Say "meow"', "Two\nlines", "Carriage\r\nreturn", "=1+1", "+SUM(A1:A9)",
+    "-2", "@cmd", "\tTabbed", "\rReturn", "'quoted'", "Zoë 🐈", "back\\slash", ";semi;",
+]
+
+
+def test_csv_round_trips_every_row_and_defuses_formulas(client, env, rows):
+    ids = insert(env["DATABASE_URL"], [(name, "tabby", "glazed") for name in TRICKY])
+    response = client.get("/results.csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="cats-')
+    table = list(csv.reader(io.StringIO(response.get_data(as_text=True), newline="")))
+    assert table[0] == ["submission_id", "name", "coat", "donut", "submitted_at", "stored_at"]
+    assert len(table) == 1 + len(TRICKY)
+
+    by_id = {row["submission_id"]: row for row in rows()}
+    for record in table[1:]:
+        submission_id, name, coat, donut, submitted_at, stored_at = record
+        stored = by_id[submission_id]
+        expected = "'" + stored["name"] if stored["name"].startswith(FORMULA_START) else stored["name"]
+        assert name == expected
+        assert not name.startswith(FORMULA_START)
+        assert (coat, donut) == ("tabby", "glazed")
+        assert datetime.fromisoformat(submitted_at) == stored["submitted_at"]
+        assert datetime.fromisoformat(stored_at) == stored["stored_at"]
+    assert sorted(r[0] for r in table[1:]) == sorted(ids)
+
+
+def web_sessions_in_transaction(database_url):
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = 'survey-web' AND state = 'idle in transaction'")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_csv_is_streamed_from_a_cursor(client, env):
+    conn = psycopg2.connect(env["DATABASE_URL"])
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) "
+                    "SELECT gen_random_uuid(), 'Cat ' || i, 'grey', 'maple', now() FROM generate_series(1, 5000) i")
+    conn.close()
+
+    response = client.get("/results.csv", buffered=False)
+    assert response.is_streamed
+    chunks = iter(response.response)
+    first = next(chunks)
+    # Half-way: the rest is still in the database, behind an open cursor.
+    assert first.startswith(b"submission_id,") and first.count(b"\n") < 5000
+    assert web_sessions_in_transaction(env["DATABASE_URL"]) == 1
+    rest = b"".join(chunks)
+    assert (first + rest).count(b"\r\n") == 5001
+    response.close()
+    assert web_sessions_in_transaction(env["DATABASE_URL"]) == 0
+
+
+def test_abandoned_download_closes_its_connection(client, env):
+    insert(env["DATABASE_URL"], [(f"Cat {i}", "grey", "maple") for i in range(2000)])
+    response = client.get("/results.csv", buffered=False)
+    next(iter(response.response))
+    assert web_sessions_in_transaction(env["DATABASE_URL"]) == 1
+    response.close()  # the client went away
+    assert web_sessions_in_transaction(env["DATABASE_URL"]) == 0
+
+
+@pytest.fixture
+def read_only_url(env):
+    """The table through a role that may only SELECT from it, as an auditor's would."""
+    conn = psycopg2.connect(env["DATABASE_URL"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS results_reader_test")
+        cur.execute("CREATE ROLE results_reader_test LOGIN")
+        cur.execute("GRANT SELECT ON cats TO results_reader_test")
+    yield env["DATABASE_URL"].replace("//survey@", "//results_reader_test@")
+    with conn.cursor() as cur:
+        cur.execute("REVOKE ALL ON cats FROM results_reader_test")
+        cur.execute("DROP ROLE results_reader_test")
+    conn.close()
+
+
+def test_results_need_only_select(env, read_only_url):
+    from web import create_app
+
+    insert(env["DATABASE_URL"], [("Pika", "tortie", "glazed")])
+    client = create_app({"TESTING": True, "DATABASE_URL": read_only_url}).test_client()
+    assert 'data-total="1"' in client.get("/results").get_data(as_text=True)
+    assert client.get("/results.csv").get_data(as_text=True).count("\r\n") == 2
+    assert client.get("/readyz").status_code == 200

@@ -1,0 +1,112 @@
+"""/metrics in Prometheus text format: the web's counters and the queue's state.
+
+Under gunicorn every worker process counts in its own files in
+PROMETHEUS_MULTIPROC_DIR (set by web/gunicorn.conf.py) and a scrape, served by
+any one worker, adds them all up.  The queue's state is not counted here but
+read from Redis at scrape time, so it is right whoever changed it (a worker,
+or an operator with `rq requeue`).
+
+The worker's own numbers (jobs stored, retried, failed, time from submission
+to row) are on the worker's endpoint, WORKER_METRICS_PORT: see worker/metrics.py.
+"""
+
+import os
+
+import redis
+from flask import Blueprint, Response, current_app
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+from rq import Worker
+
+bp = Blueprint("metrics", __name__)
+
+# The web's own metrics live in their own registry, not the global one, so a
+# process that also imports other instrumented code exports only these.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ACCEPTED = Counter(
+    "survey_submissions_accepted", "Valid submissions, by whether this post queued the job or found it already queued.",
+    ["enqueue"], registry=REGISTRY,
+)
+REJECTED = Counter(
+    "survey_submissions_rejected", "Rejected posts, by form field and reason (one post can count for several fields).",
+    ["field", "reason"], registry=REGISTRY,
+)
+ENQUEUE_FAILURES = Counter(
+    "survey_enqueue_failures", "Valid submissions that could not be queued (Redis errors), by error class.",
+    ["error"], registry=REGISTRY,
+)
+ENQUEUE_SECONDS = Histogram(
+    "survey_enqueue_seconds", "Time to put one submission on the queue, failures included.",
+    buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
+    registry=REGISTRY,
+)
+
+
+# Flask-WTF's CSRF messages, by reason; the rest count as "invalid".
+CSRF_REASONS = {
+    "The CSRF token is missing.": "missing",
+    "The CSRF session token is missing.": "no_session",
+    "The CSRF token has expired.": "expired",
+}
+
+
+def csrf_reason(description):
+    return CSRF_REASONS.get(description, "invalid")
+
+
+def count_rejections(rejections):
+    for field, reason in rejections:
+        REJECTED.labels(field=field, reason=reason).inc()
+
+
+class QueueCollector:
+    """The RQ queue as gauges, read from Redis at each scrape."""
+
+    def __init__(self, submission_queue):
+        self.queue = submission_queue.queue
+
+    def collect(self):
+        up = GaugeMetricFamily("survey_queue_up", "1 if Redis answered this scrape, else 0.")
+        try:
+            # No registry cleanup here: a scrape only reads.
+            gauges = [
+                ("survey_queue_depth", "Jobs waiting in the queue.", self.queue.count),
+                ("survey_queue_failed_jobs", "Jobs in the failed registry (out of retries).",
+                 self.queue.failed_job_registry.get_job_count(cleanup=False)),
+                ("survey_queue_scheduled_jobs", "Jobs waiting for a retry's back-off to end.",
+                 self.queue.scheduled_job_registry.get_job_count(cleanup=False)),
+                ("survey_queue_started_jobs", "Jobs a worker is running.",
+                 self.queue.started_job_registry.get_job_count(cleanup=False)),
+                ("survey_queue_workers", "Workers listening on the queue.",
+                 Worker.count(connection=self.queue.connection, queue=self.queue)),
+            ]
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        labels = ["queue"]
+        for name, documentation, value in gauges:
+            family = GaugeMetricFamily(name, documentation, labels=labels)
+            family.add_metric([self.queue.name], value)
+            yield family
+
+
+def scrape_registry(app):
+    """The registry one scrape reads: every process's counters, and the queue."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(REGISTRY)
+    registry.register(QueueCollector(app.extensions["submission_queue"]))
+    return registry
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(scrape_registry(current_app)), content_type=CONTENT_TYPE_LATEST)
