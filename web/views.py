@@ -9,7 +9,7 @@ import redis
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, url_for
 from flask_wtf.csrf import CSRFError
 
-from .forms import SurveyForm
+from .forms import COATS, DONUTS, SurveyForm
 
 log = logging.getLogger(__name__)
 bp = Blueprint("survey", __name__)
@@ -19,6 +19,12 @@ STATE_TEXT = {
     "stored": "Stored",
     "failed": "Could not be stored yet",
 }
+
+
+@bp.app_context_processor
+def choice_labels():
+    # The receipt names a stored cat's coat and donut the way the form did.
+    return {"coat_labels": dict(COATS), "donut_labels": dict(DONUTS)}
 
 
 def _queue():
