@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from tests.servers import ROOT, free_port, wait_until
 from worker.config import Config as WorkerConfig
@@ -29,6 +29,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1200, "height": 900}
+# Patient with a busy two-core machine, still bounded.
+expect.set_options(timeout=10_000)
 # The venv's scripts, the way scripts/run puts them on honcho's PATH.
 BIN = Path(sys.executable).parent
 
@@ -79,6 +81,8 @@ def live_env(pg_server, redis_server):
 @pytest.fixture(scope="session")
 def live_server(live_env):
     """The web exactly as the Procfile starts it; yields its base URL."""
+    for old in ARTIFACTS.glob("browser-*.log"):
+        old.unlink()
     port = free_port()
     env = {**live_env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
     web = Service("web", ["gunicorn", "--config", "web/gunicorn.conf.py"], env)
@@ -171,5 +175,6 @@ def axe_violations(page):
 
 
 def screenshot(page, name):
+    """Save the whole page as test-artifacts/screenshots/NAME.png, for people to look at."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled")

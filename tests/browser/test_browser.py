@@ -149,6 +149,7 @@ def test_receipt_turns_from_queued_to_stored_by_itself(open_page, start_worker, 
     sid = submission_id(page)
     assert stored_rows(sid) == []
     assert axe_violations(page) == []
+    screenshot(page, "receipt-queued-desktop")
 
     start_worker()
     # No reload from the test: the page polls and shows the change itself.
