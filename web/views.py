@@ -10,7 +10,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from flask_wtf.csrf import CSRFError
 
 from . import metrics
-from .forms import SurveyForm
+from .forms import COATS, DONUTS, SurveyForm
 
 log = logging.getLogger(__name__)
 bp = Blueprint("survey", __name__)
@@ -20,6 +20,12 @@ STATE_TEXT = {
     "stored": "Stored",
     "failed": "Could not be stored yet",
 }
+
+
+@bp.app_context_processor
+def choice_labels():
+    # The receipt names a stored cat's coat and donut the way the form did.
+    return {"coat_labels": dict(COATS), "donut_labels": dict(DONUTS)}
 
 
 def _queue():

@@ -1,0 +1,208 @@
+"""The survey as a person uses it, in a real Chromium against the real gunicorn
+and worker: mouse, keyboard, mistakes, the receipt, history, a phone; and axe-core
+finds no serious or critical accessibility problem on any page."""
+
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import PHONE, axe_violations, screenshot
+
+RECEIPT_URL = re.compile(r"/submissions/([0-9a-f-]{36})$")
+
+
+def cat_name(prefix):
+    # Unique per test: the live database is shared by the whole session.
+    return f"{prefix} {uuid.uuid4().hex[:6]}"
+
+
+def submission_id(page):
+    match = RECEIPT_URL.search(page.url)
+    assert match, page.url
+    return match.group(1)
+
+
+def focused(page):
+    """What has the keyboard focus: its id, or its tag and text."""
+    return page.evaluate("(() => { const e = document.activeElement;"
+                         " return e.id || (e.tagName + ':' + e.textContent.trim()); })()")
+
+
+def no_horizontal_scroll(page):
+    widths = page.evaluate("({scroll: document.documentElement.scrollWidth, view: window.innerWidth})")
+    assert widths["scroll"] <= widths["view"], widths
+
+
+def test_fill_and_submit_with_the_mouse(open_page):
+    page = open_page()
+    expect(page).to_have_title("Cat survey")
+    assert axe_violations(page) == []
+    screenshot(page, "form-desktop")
+
+    name = cat_name("Pika")
+    page.get_by_label("Your cat's name").click()
+    page.keyboard.type(name)
+    page.get_by_text("Tortoiseshell").click()
+    page.get_by_text("Strawberry frosted").click()
+    expect(page.get_by_label("Tortoiseshell")).to_be_checked()
+    page.get_by_role("button", name="Send my answers").click()
+
+    expect(page).to_have_url(RECEIPT_URL)
+    expect(page).to_have_title("Thank you – Cat survey")
+    expect(page.locator("#state")).to_have_attribute("data-state", "queued")
+    expect(page.get_by_role("status")).to_have_text("Received, waiting in the queue")
+    expect(page.locator("#submission-id")).to_have_text(submission_id(page))
+
+
+def test_keyboard_only_tab_order_and_enter_submits(open_page):
+    page = open_page()
+    name = cat_name("Mochi")
+    order = []
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        order.append(focused(page))
+    # Header link, then the questions top to bottom, each radio group one stop, then the button.
+    assert order == ["A:Cat survey", "name", "coat-0", "donut-0", "BUTTON:Send my answers"]
+
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    assert focused(page) == "name"
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")        # Tabby
+    page.keyboard.press("ArrowRight")   # Tortoiseshell: arrows move within the group
+    assert focused(page) == "coat-1"
+    # The focused tile shows a focus ring, not only a colour change.
+    outline = page.evaluate("getComputedStyle(document.activeElement.closest('label')).outlineStyle")
+    assert outline != "none"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")        # Glazed
+    page.keyboard.press("ArrowDown")    # Strawberry frosted
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    assert focused(page) == "name"
+    page.keyboard.press("Enter")        # Enter in a text field submits the form
+
+    expect(page).to_have_url(RECEIPT_URL)
+    expect(page.locator("#state")).to_have_attribute("data-state", "queued")
+
+
+@pytest.mark.parametrize("viewport_name, viewport", [("desktop", None), ("phone", PHONE)])
+def test_error_shows_next_to_its_field_takes_focus_and_keeps_typed_values(open_page, viewport_name, viewport):
+    page = open_page(viewport) if viewport else open_page()
+    page.get_by_label("Your cat's name").fill("Biscuit")
+    page.get_by_text("Strawberry frosted").click()
+    page.get_by_role("button", name="Send my answers").click()  # no coat picked
+
+    expect(page).to_have_title("Check your answers – Cat survey")
+    expect(page.get_by_role("alert")).to_contain_text("Please check your answers.")
+    coat = page.locator("fieldset#coat")
+    error = coat.locator("#coat-error")
+    expect(error).to_have_text("Please pick a coat.")
+    expect(coat).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#coat-0")).to_have_attribute("aria-describedby", "coat-error")
+    # Next to its field: right above the first choice, not somewhere else on the page.
+    gap = page.locator("#coat-0").bounding_box()["y"] - error.bounding_box()["y"]
+    assert 0 < gap < 80, gap
+    # autofocus applies at the next rendering step after load: wait for it, briefly.
+    expect(page.locator("#coat-0")).to_be_focused()
+    # What was typed and picked is still there; the valid fields are not marked.
+    expect(page.get_by_label("Your cat's name")).to_have_value("Biscuit")
+    expect(page.get_by_label("Strawberry frosted")).to_be_checked()
+    expect(page.get_by_label("Your cat's name")).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("fieldset#donut")).not_to_have_attribute("aria-invalid", "true")
+
+    assert axe_violations(page) == []
+    no_horizontal_scroll(page)
+    screenshot(page, f"error-{viewport_name}")
+
+    # Fix it from the keyboard: the focus is already in the coat group.
+    page.keyboard.press("Space")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(RECEIPT_URL)
+
+
+def test_first_of_several_errors_takes_focus(open_page):
+    page = open_page()
+    page.get_by_role("button", name="Send my answers").click()  # nothing filled in
+    expect(page.get_by_role("alert").get_by_role("listitem")).to_have_count(3)
+    name = page.get_by_label("Your cat's name")
+    expect(name).to_be_focused()
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(name).to_have_attribute("aria-describedby", "name-hint name-error")
+    expect(page.locator("#name-error")).to_have_text(re.compile("Please tell us your cat's name."))
+    assert axe_violations(page) == []
+
+
+def test_receipt_turns_from_queued_to_stored_by_itself(open_page, start_worker, stored_rows):
+    page = open_page()
+    name = cat_name("Tofu")
+    page.get_by_label("Your cat's name").fill(name)
+    page.get_by_text("Calico").click()
+    page.get_by_text("Maple").click()
+    page.get_by_role("button", name="Send my answers").click()
+
+    state = page.locator("#state")
+    expect(state).to_have_attribute("data-state", "queued")
+    sid = submission_id(page)
+    assert stored_rows(sid) == []
+    assert axe_violations(page) == []
+    screenshot(page, "receipt-queued-desktop")
+
+    start_worker()
+    # No reload from the test: the page polls and shows the change itself.
+    expect(state).to_have_attribute("data-state", "stored", timeout=30_000)
+    expect(state).to_have_text("Stored")
+    expect(page.locator(".summary")).to_have_text(f"{name}: Calico coat, Maple donut.")
+    assert stored_rows(sid) == [(name, "calico", "maple", sid)]
+    assert axe_violations(page) == []
+    screenshot(page, "receipt-desktop")
+
+
+def test_back_and_refresh_after_submitting_store_one_row(open_page, start_worker, stored_rows):
+    page = open_page()
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    name = cat_name("Ziggy")
+    page.get_by_label("Your cat's name").fill(name)
+    page.get_by_text("Tuxedo").click()
+    page.get_by_text("Sprinkles").click()
+    page.get_by_role("button", name="Send my answers").click()
+    expect(page).to_have_url(RECEIPT_URL)
+    sid = submission_id(page)
+
+    page.reload()
+    expect(page).to_have_url(RECEIPT_URL)
+    page.go_back()
+    expect(page).to_have_title("Cat survey")
+    page.reload()
+    page.go_forward()
+    expect(page).to_have_url(re.compile(sid))
+    page.reload()
+
+    start_worker()
+    expect(page.locator("#state")).to_have_attribute("data-state", "stored", timeout=30_000)
+    assert len(posts) == 1, posts
+    assert stored_rows(name=name) == [(name, "tuxedo", "sprinkles", sid)]
+
+
+def test_phone_viewport_has_no_horizontal_scrolling(open_page, start_worker):
+    page = open_page(PHONE)
+    no_horizontal_scroll(page)
+    assert axe_violations(page) == []
+    screenshot(page, "form-phone")
+
+    page.get_by_label("Your cat's name").fill("Princess Fluffington of the Long Windowsill")
+    page.get_by_text("Ginger").click()
+    page.get_by_text("Boston cream").click()
+    page.get_by_role("button", name="Send my answers").click()
+    expect(page.locator("#state")).to_have_attribute("data-state", "queued")
+    no_horizontal_scroll(page)
+
+    start_worker()
+    expect(page.locator("#state")).to_have_attribute("data-state", "stored", timeout=30_000)
+    no_horizontal_scroll(page)
+    screenshot(page, "receipt-phone")
