@@ -206,3 +206,31 @@ def test_phone_viewport_has_no_horizontal_scrolling(open_page, start_worker):
     expect(page.locator("#state")).to_have_attribute("data-state", "stored", timeout=30_000)
     no_horizontal_scroll(page)
     screenshot(page, "receipt-phone")
+
+
+def test_results_page_shows_the_new_tally(open_page, start_worker):
+    def tallies(page):
+        page.goto("/results")
+        expect(page).to_have_title("Results – Cat survey")
+        coat = page.locator('caption:text("By coat") + thead + tbody tr[data-value="white"] td').first
+        donut = page.locator('caption:text("By donut") + thead + tbody tr[data-value="jelly"] td').first
+        return int(page.locator("#total").get_attribute("data-total")), int(coat.inner_text()), int(donut.inner_text())
+
+    page = open_page()
+    before = tallies(page)
+    page.goto("/")
+    page.get_by_label("Your cat's name").fill(cat_name("Snowball"))
+    page.get_by_text("White").click()
+    page.get_by_text("Jelly-filled").click()
+    page.get_by_role("button", name="Send my answers").click()
+    start_worker()
+    expect(page.locator("#state")).to_have_attribute("data-state", "stored", timeout=30_000)
+
+    assert tallies(page) == (before[0] + 1, before[1] + 1, before[2] + 1)
+    assert axe_violations(page) == []
+    screenshot(page, "results-desktop")
+
+    phone = open_page(PHONE, path="/results")
+    no_horizontal_scroll(phone)
+    assert axe_violations(phone) == []
+    screenshot(phone, "results-phone")
