@@ -3,6 +3,7 @@ work the submissions queue until told to stop (SIGTERM finishes the job in
 hand first)."""
 
 import logging
+import signal
 import sys
 import time
 
@@ -33,14 +34,54 @@ def wait_for(what, attempt, deadline):
             delay = min(delay * 2, 5)
 
 
+class SurveyWorker(SimpleWorker):
+    """RQ's SimpleWorker, remembering whether it was asked to stop (SIGTERM or
+    SIGINT): RQ's work loop also ends, quietly or by raising, when it loses
+    Redis in the middle of a job, and then we start a new loop instead of exiting."""
+
+    stop_requested = False
+
+    def request_stop(self, signum, frame):
+        self.stop_requested = True
+        super().request_stop(signum, frame)
+
+
 def build_worker(config, connection):
     queue = Queue(config.queue_name, connection=connection, serializer=JSONSerializer)
-    return SimpleWorker(
+    return SurveyWorker(
         [queue],
         connection=connection,
         serializer=JSONSerializer,
         maintenance_interval=config.maintenance_interval,
     )
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(0)
+
+
+def work(config, connection, burst, startup_timeout):
+    """Run RQ's work loop until asked to stop, starting a fresh one each time
+    a Redis outage ends it: under honcho or a supervisor a worker that quits
+    takes the pipeline down (or waits for a human), while Redis comes back."""
+    while True:
+        worker = build_worker(config, connection)
+        try:
+            # The scheduler process moves retries whose back-off has elapsed back onto the queue.
+            worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
+        except redis.RedisError as exc:
+            log.error("worker loop lost Redis: %s", exc)
+            try:
+                worker.unsubscribe()
+            except Exception:  # noqa: BLE001 - best effort; Redis is gone anyway
+                pass
+        if burst or worker.stop_requested:
+            return 0
+        # Between two loops a stop request must end the process, not RQ's old handlers.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGINT, _exit_on_signal)
+        log.warning("worker loop ended without a stop request; starting a new one once Redis answers")
+        wait_for("redis", connection.ping, time.monotonic() + startup_timeout)
 
 
 def main(argv=None, startup_timeout=300):
@@ -53,11 +94,7 @@ def main(argv=None, startup_timeout=300):
     wait_for("redis", connection.ping, deadline)
     wait_for("postgresql", lambda: apply_schema(config.database_url, config.schema_path), deadline)
     db.configure(config.database_url)
-
-    worker = build_worker(config, connection)
-    # The scheduler process moves retries whose back-off has elapsed back onto the queue.
-    worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
-    return 0
+    return work(config, connection, burst, startup_timeout)
 
 
 if __name__ == "__main__":
