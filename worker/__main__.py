@@ -53,6 +53,7 @@ def build_worker(config, connection):
         connection=connection,
         serializer=JSONSerializer,
         maintenance_interval=config.maintenance_interval,
+        worker_ttl=config.worker_ttl,
     )
 
 

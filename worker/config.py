@@ -16,6 +16,10 @@ class Config:
     # How often a worker looks for jobs abandoned by a crashed worker
     # (RQ's default of 10 minutes is too slow for a form's visitor).
     maintenance_interval: int
+    # An idle worker blocks on the queue for worker_ttl - 15 seconds and only
+    # runs its maintenance between two waits, so this also bounds how long an
+    # abandoned job can go unnoticed (RQ's default of 420 makes that 7 minutes).
+    worker_ttl: int
     log_level: str
 
     @classmethod
@@ -26,5 +30,6 @@ class Config:
             queue_name=env.get("QUEUE_NAME", "submissions"),
             schema_path=Path(env.get("SCHEMA_PATH", DEFAULT_SCHEMA)),
             maintenance_interval=int(env.get("WORKER_MAINTENANCE_INTERVAL", "30")),
+            worker_ttl=int(env.get("WORKER_TTL", "45")),
             log_level=env.get("LOG_LEVEL", "INFO"),
         )

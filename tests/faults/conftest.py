@@ -23,6 +23,7 @@ from web import create_app
 # Short back-off and a quick maintenance tick, so a fault heals in seconds.
 FAST = {
     "WORKER_MAINTENANCE_INTERVAL": "1",
+    "WORKER_TTL": "17",  # idle workers wake every 2 s, so maintenance runs that often
     "JOB_RETRY_INTERVALS": "1,1,1,2,2,2,3,3,3,3",
     "LOG_LEVEL": "INFO",
     "PYTHONUNBUFFERED": "1",
