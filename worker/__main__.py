@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 from . import db
 from .config import Config
-from .migrate import apply_schema
+from .migrate import migrate
 
 log = logging.getLogger("worker")
 
@@ -93,7 +93,8 @@ def main(argv=None, startup_timeout=300):
 
     connection = redis.Redis.from_url(config.redis_url)
     wait_for("redis", connection.ping, deadline)
-    wait_for("postgresql", lambda: apply_schema(config.database_url, config.schema_path), deadline)
+    if config.migrate_on_start:
+        wait_for("postgresql", lambda: migrate(config), deadline)
     db.configure(config.database_url)
     return work(config, connection, burst, startup_timeout)
 

@@ -67,10 +67,17 @@ class Process:
         self.log_file.close()
 
 
+def as_role(url, role):
+    return url.replace("://survey@", f"://{role}@", 1)
+
+
 @pytest.fixture
 def fault_env(env):
-    """The environment of every process a fault test starts."""
-    return {**os.environ, **env, **FAST}
+    """The environment of every process a fault test starts: each service
+    connects as its least-privileged role (the worker creates them on start)."""
+    return {**os.environ, **env, **FAST,
+            "WORKER_DATABASE_URL": as_role(env["DATABASE_URL"], "survey_worker"),
+            "WEB_DATABASE_URL": as_role(env["DATABASE_URL"], "survey_web")}
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from rq.job import JobStatus
 from tests.faults.conftest import queue
 from tests.servers import wait_until
 
-JOB_TIMEOUT = 5
+JOB_TIMEOUT = 10  # long enough that no job in hand times out while the test sets up its faults
 
 
 def test_sigterm_finishes_the_job_in_hand_then_exits(
