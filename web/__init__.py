@@ -3,7 +3,7 @@
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from . import config
+from . import config, security
 from .store import Store
 from .submissions import SubmissionQueue
 
@@ -16,6 +16,7 @@ def create_app(overrides=None):
     if overrides:
         app.config.update(overrides)
 
+    security.init_app(app)  # before CSRF: a post that is no form gets told so
     csrf.init_app(app)
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"])

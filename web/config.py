@@ -3,41 +3,44 @@
 import logging
 import os
 import secrets
-from urllib.parse import quote, urlsplit, urlunsplit
+
+from psycopg2.extensions import make_dsn
 
 log = logging.getLogger(__name__)
 
 
-def _secret_key(env):
-    if env.get("SECRET_KEY"):
-        return env["SECRET_KEY"]
-    if env.get("SECRET_KEY_FILE"):
-        with open(env["SECRET_KEY_FILE"]) as fh:
+def _secret(env, name):
+    """NAME from the environment, or the contents of the file NAME_FILE names."""
+    if env.get(name):
+        return env[name]
+    if env.get(f"{name}_FILE"):
+        with open(env[f"{name}_FILE"]) as fh:
             return fh.read().strip()
+    return None
+
+
+def _secret_key(env):
+    key = _secret(env, "SECRET_KEY")
+    if key:
+        return key
     # A per-process key still signs CSRF tokens correctly because gunicorn
     # loads the app before forking (preload_app), but tokens die with a restart.
     log.warning("SECRET_KEY is not set; using a random key for this run")
     return secrets.token_hex(32)
 
 
-def _database_url(env):
-    """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE when one is
-    given, so a secret file never has to be pasted into an environment variable."""
-    url = env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey")
-    if not env.get("DATABASE_PASSWORD_FILE"):
-        return url
-    with open(env["DATABASE_PASSWORD_FILE"]) as fh:
-        password = quote(fh.read().strip(), safe="")
-    parts = urlsplit(url)
-    user, _, host = parts.netloc.rpartition("@")
-    user = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+def _with_password(url, password):
+    return make_dsn(url, password=password) if password else url
 
 
 def from_env(env=os.environ):
     return {
         "SECRET_KEY": _secret_key(env),
-        "DATABASE_URL": _database_url(env),
+        # The web only reads: where roles are set up (db/roles.sql) it connects as survey_web.
+        "DATABASE_URL": (
+            _with_password(env["WEB_DATABASE_URL"], _secret(env, "WEB_DATABASE_PASSWORD")) if env.get("WEB_DATABASE_URL")
+            else _with_password(env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey"),
+                                _secret(env, "DATABASE_PASSWORD"))),
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
         "QUEUE_NAME": env.get("QUEUE_NAME", "submissions"),
         # A job retries a database outage for about 30 minutes before it is
@@ -50,4 +53,7 @@ def from_env(env=os.environ):
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", "16384")),
         # Tokens live as long as a visitor might leave the form open.
         "WTF_CSRF_TIME_LIMIT": int(env.get("CSRF_TIME_LIMIT", str(24 * 3600))),
+        # The session cookie carries the CSRF secret: not for scripts, not for other sites' posts.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
     }

@@ -1,6 +1,7 @@
 """The survey form: its fields, their choices and their rules, defined once."""
 
 import re
+import unicodedata
 import uuid
 
 from flask_wtf import FlaskForm
@@ -32,7 +33,13 @@ DONUTS = [
     ("cinnamon", "Cinnamon sugar"),
 ]
 
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls, line and paragraph separators, and the bidi overrides
+# and isolates that make a name display as something it is not.
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What a decoder leaves for bytes that were not UTF-8 (a multipart field, say).
+UNREADABLE = "\ufffd"
+# A name needs one character you can see: a letter, mark, number, punctuation or symbol.
+VISIBLE = ("L", "M", "N", "P", "S")
 
 # Every message the form can show, by a short reason code: the codes label the
 # rejection counter in /metrics, where the messages would be too long.
@@ -59,9 +66,23 @@ def _no_control_chars(form, field):
         raise ValidationError(CONTROL_CHARS_MESSAGE)
 
 
+def _readable(form, field):
+    if not field.data:
+        return
+    if UNREADABLE in field.data:
+        raise ValidationError("Part of the name could not be read; please type it again.")
+    if not any(unicodedata.category(c)[0] in VISIBLE for c in field.data):
+        # Zero-width spaces and the like look like nothing at all.
+        raise ValidationError("Please tell us your cat's name.")
+
+
 def _uuid(form, field):
     try:
-        field.data = str(uuid.UUID(field.data, version=4))
+        # UUID(..., version=4) would rewrite any UUID into a v4 one; ours are all v4.
+        parsed = uuid.UUID(field.data)
+        if parsed.version != 4:
+            raise ValueError(field.data)
+        field.data = str(parsed)
     except (TypeError, ValueError, AttributeError):
         raise ValidationError(NO_SUBMISSION_ID_MESSAGE)
 
@@ -91,6 +112,7 @@ class SurveyForm(FlaskForm):
             Length(min=1, max=NAME_MAX,
                    message=_reason("too_long", f"The name must be 1 to {NAME_MAX} characters long.")),
             _no_control_chars,
+            _readable,
         ],
     )
     coat = _choice("Coat", COATS)

@@ -4,6 +4,7 @@ hand first)."""
 
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -19,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from . import db, logs, metrics
 from .config import Config
-from .migrate import apply_schema
+from .migrate import migrate
 
 log = logging.getLogger("worker")
 
@@ -39,9 +40,21 @@ def wait_for(what, attempt, deadline):
             delay = min(delay * 2, 5)
 
 
+class SurveyWorker(SimpleWorker):
+    """RQ's SimpleWorker, remembering whether it was asked to stop (SIGTERM or
+    SIGINT): RQ's work loop also ends, quietly or by raising, when it loses
+    Redis in the middle of a job, and then we start a new loop instead of exiting."""
+
+    stop_requested = False
+
+    def request_stop(self, signum, frame):
+        self.stop_requested = True
+        super().request_stop(signum, frame)
+
+
 def build_worker(config, connection):
     queue = Queue(config.queue_name, connection=connection, serializer=JSONSerializer)
-    return SimpleWorker(
+    return SurveyWorker(
         [queue],
         connection=connection,
         serializer=JSONSerializer,
@@ -52,6 +65,35 @@ def build_worker(config, connection):
     )
 
 
+def _exit_on_signal(signum, frame):
+    raise SystemExit(0)
+
+
+def work(config, connection, burst, startup_timeout):
+    """Run RQ's work loop until asked to stop, starting a fresh one each time
+    a Redis outage ends it: under honcho or a supervisor a worker that quits
+    takes the pipeline down (or waits for a human), while Redis comes back."""
+    while True:
+        worker = build_worker(config, connection)
+        config.name_file.write_text(worker.name)
+        try:
+            # The scheduler process moves retries whose back-off has elapsed back onto the queue.
+            worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
+        except redis.RedisError as exc:
+            log.error("worker loop lost Redis: %s", exc)
+            try:
+                worker.unsubscribe()
+            except Exception:  # noqa: BLE001 - best effort; Redis is gone anyway
+                pass
+        if burst or worker.stop_requested:
+            return 0
+        # Between two loops a stop request must end the process, not RQ's old handlers.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGINT, _exit_on_signal)
+        log.warning("worker loop ended without a stop request; starting a new one once Redis answers")
+        wait_for("redis", connection.ping, time.monotonic() + startup_timeout)
+
+
 def main(argv=None, startup_timeout=300):
     config = Config.from_env()
     logs.setup(config.log_format, config.log_level)
@@ -60,16 +102,12 @@ def main(argv=None, startup_timeout=300):
 
     connection = redis.Redis.from_url(config.redis_url)
     wait_for("redis", connection.ping, deadline)
-    wait_for("postgresql", lambda: apply_schema(config.database_url, config.schema_path), deadline)
+    if config.migrate_on_start:
+        wait_for("postgresql", lambda: migrate(config), deadline)
     db.configure(config.database_url)
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)
-
-    worker = build_worker(config, connection)
-    config.name_file.write_text(worker.name)
-    # The scheduler process moves retries whose back-off has elapsed back onto the queue.
-    worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
-    return 0
+    return work(config, connection, burst, startup_timeout)
 
 
 if __name__ == "__main__":

@@ -2,37 +2,58 @@
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "db" / "schema.sql"
+from psycopg2.extensions import make_dsn
+
+DB_DIR = Path(__file__).resolve().parent.parent / "db"
+DEFAULT_SCHEMA = DB_DIR / "schema.sql"
+DEFAULT_ROLES = DB_DIR / "roles.sql"
+DEFAULT_DATABASE_URL = "postgresql://survey@127.0.0.1:15432/survey"
+
+# The database roles of db/roles.sql, and the variables holding their passwords.
+ROLE_PASSWORDS = {
+    "survey_worker": "WORKER_DATABASE_PASSWORD",
+    "survey_web": "WEB_DATABASE_PASSWORD",
+    "auditor": "AUDITOR_DATABASE_PASSWORD",
+}
 
 
-def _database_url(env):
-    """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE when one is
-    given, so a secret file never has to be pasted into an environment variable."""
-    url = env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey")
-    if not env.get("DATABASE_PASSWORD_FILE"):
-        return url
-    with open(env["DATABASE_PASSWORD_FILE"]) as fh:
-        password = quote(fh.read().strip(), safe="")
-    parts = urlsplit(url)
-    user, _, host = parts.netloc.rpartition("@")
-    user = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+def secret(env, name):
+    """NAME from the environment, or the contents of the file NAME_FILE names."""
+    if env.get(name):
+        return env[name]
+    if env.get(f"{name}_FILE"):
+        with open(env[f"{name}_FILE"]) as fh:
+            return fh.read().strip()
+    return None
+
+
+def with_password(url, password):
+    # make_dsn merges it into the connection string, so it never sits in a URL in a config file.
+    return make_dsn(url, password=password) if password else url
+
 
 
 @dataclass(frozen=True)
 class Config:
-    database_url: str
+    # The worker's own connection for storing submissions (role survey_worker
+    # where roles are set up), and the owner's for applying db/*.sql.
+    database_url: str = field(repr=False)
+    migrate_url: str = field(repr=False)
+    migrate_on_start: bool
     redis_url: str
     queue_name: str
     schema_path: Path
+    roles_path: Path
+    role_passwords: dict = field(repr=False)
     # How often a worker looks for jobs abandoned by a crashed worker
     # (RQ's default of 10 minutes is too slow for a form's visitor).
     maintenance_interval: int
-    # How long a silent worker stays registered; it heartbeats well within it.
+    # An idle worker blocks on the queue for worker_ttl - 15 seconds and only
+    # runs its maintenance between two waits, so this also bounds how long an
+    # abandoned job can go unnoticed (RQ's default of 420 makes that 7 minutes).
     worker_ttl: int
     # Where the worker writes its RQ name, for the container healthcheck to find.
     name_file: Path
@@ -44,13 +65,22 @@ class Config:
 
     @classmethod
     def from_env(cls, env=os.environ):
+        owner_url = with_password(env.get("DATABASE_URL") or env.get("WORKER_DATABASE_URL") or DEFAULT_DATABASE_URL,
+                                  secret(env, "DATABASE_PASSWORD"))
+        # Without a role of its own the worker connects as the owner, with the owner's password.
+        worker_url = (with_password(env["WORKER_DATABASE_URL"], secret(env, "WORKER_DATABASE_PASSWORD"))
+                      if env.get("WORKER_DATABASE_URL") else owner_url)
         return cls(
-            database_url=_database_url(env),
+            database_url=worker_url,
+            migrate_url=owner_url,
+            migrate_on_start=env.get("MIGRATE_ON_START", "1") != "0",
             redis_url=env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
             queue_name=env.get("QUEUE_NAME", "submissions"),
             schema_path=Path(env.get("SCHEMA_PATH", DEFAULT_SCHEMA)),
+            roles_path=Path(env.get("ROLES_PATH", DEFAULT_ROLES)),
+            role_passwords={role: secret(env, var) for role, var in ROLE_PASSWORDS.items() if secret(env, var)},
             maintenance_interval=int(env.get("WORKER_MAINTENANCE_INTERVAL", "30")),
-            worker_ttl=int(env.get("WORKER_TTL", "60")),
+            worker_ttl=int(env.get("WORKER_TTL", "45")),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
             log_format=env.get("LOG_FORMAT", "text"),

@@ -1,11 +1,13 @@
-"""Apply db/schema.sql: on a fresh database it creates the table, on an
-existing one it changes nothing.  Run on every worker start and by `python -m
-worker.migrate`."""
+"""Apply db/schema.sql, then db/roles.sql: on a fresh database they create
+the table and the least-privilege roles, on an existing one they change
+nothing.  Run on every worker start (unless MIGRATE_ON_START=0) and by
+`python -m worker.migrate`, as the table's owner (DATABASE_URL)."""
 
 import logging
 import sys
 
 import psycopg2
+from psycopg2 import sql
 
 from .config import Config
 
@@ -14,25 +16,45 @@ log = logging.getLogger(__name__)
 # Several workers may start at once; CREATE ... IF NOT EXISTS is not safe
 # against a concurrent twin, so they take turns.
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('survey schema'))"
+SET_PASSWORD = "ALTER ROLE {} PASSWORD %s"
 
 
-def apply_schema(database_url, schema_path):
-    sql = schema_path.read_text()
+def _apply(database_url, *statements):
     conn = psycopg2.connect(database_url, connect_timeout=5, application_name="survey-migrate")
     try:
         with conn, conn.cursor() as cur:
             cur.execute(SCHEMA_LOCK)
-            cur.execute(sql)
+            for statement, params in statements:
+                cur.execute(statement, params)
     finally:
         conn.close()
+
+
+def apply_schema(database_url, schema_path):
+    _apply(database_url, (schema_path.read_text(), None))
     log.info("schema %s applied", schema_path)
+
+
+def apply_roles(database_url, roles_path, passwords=None):
+    """Create the roles and grant their privileges; set the passwords given
+    (from the environment: never in the SQL, never in a log)."""
+    statements = [(roles_path.read_text(), None)]
+    for role, password in (passwords or {}).items():
+        statements.append((sql.SQL(SET_PASSWORD).format(sql.Identifier(role)), (password,)))
+    _apply(database_url, *statements)
+    log.info("roles %s applied%s", roles_path,
+             f"; passwords set for {', '.join(sorted(passwords))}" if passwords else "")
+
+
+def migrate(config):
+    apply_schema(config.migrate_url, config.schema_path)
+    apply_roles(config.migrate_url, config.roles_path, config.role_passwords)
 
 
 def main():
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = Config.from_env()
     try:
-        apply_schema(config.database_url, config.schema_path)
+        migrate(Config.from_env())
     except psycopg2.Error as exc:
         log.error("could not apply the schema: %s", exc)
         return 1

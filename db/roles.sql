@@ -1,0 +1,39 @@
+-- Least privilege: one role per kind of client, each allowed only what it
+-- does.  Applied after schema.sql by worker/migrate.py, as the table's owner,
+-- on every start, so each statement must be idempotent.  No passwords here:
+-- worker/migrate.py sets them from the environment when given.
+--
+--   survey_worker  inserts submissions (the only writer)
+--   survey_web     reads them, for the receipt page
+--   auditor        reads them, for people checking the data
+
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['survey_worker', 'survey_web', 'auditor'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE', name);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                -- Roles belong to the whole cluster: a migration of another
+                -- database on it may have created this one a moment ago.
+                NULL;
+            END;
+        END IF;
+    END LOOP;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO survey_worker, survey_web, auditor', current_database());
+END
+$$;
+
+GRANT USAGE ON SCHEMA public TO survey_worker, survey_web, auditor;
+
+-- Start from nothing, then grant exactly what each role needs.
+REVOKE ALL ON cats FROM PUBLIC, survey_worker, survey_web, auditor;
+-- INSERT ... ON CONFLICT (submission_id) DO NOTHING needs INSERT, and SELECT
+-- on the conflict column to find the existing row; RETURNING reads the two
+-- timestamps for the worker's queue-latency metric.  The answers themselves
+-- (name, coat, donut) stay unreadable.
+GRANT INSERT ON cats TO survey_worker;
+GRANT SELECT (submission_id, submitted_at, stored_at) ON cats TO survey_worker;
+GRANT SELECT ON cats TO survey_web, auditor;

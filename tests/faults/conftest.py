@@ -1,0 +1,247 @@
+"""Fixtures for fault injection: the real worker (and web) as separate
+processes that a test can SIGTERM or SIGKILL by PID, with their logs kept, and
+servers that are always back up when a test ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from tests.http import Browser
+from tests.servers import ROOT, free_port, wait_until
+from web import create_app
+
+# Short back-off and a quick maintenance tick, so a fault heals in seconds.
+FAST = {
+    "WORKER_MAINTENANCE_INTERVAL": "1",
+    "WORKER_TTL": "17",  # idle workers wake every 2 s, so maintenance runs that often
+    "JOB_RETRY_INTERVALS": "1,1,1,2,2,2,3,3,3,3",
+    "LOG_LEVEL": "INFO",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+class Process:
+    """A child we started, in its own process group: signals go to its PID,
+    and cleanup takes its whole group (RQ's scheduler is a forked child that
+    outlives a SIGKILLed worker)."""
+
+    def __init__(self, name, argv, env, log_path):
+        self.name = name
+        self.log_path = log_path
+        self.log_file = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log_file,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} [{self.pid}] still running after {timeout}s:\n{self.log()[-3000:]}")
+
+    def cleanup(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(30)
+        self.log_file.close()
+
+
+def as_role(url, role):
+    return url.replace("://survey@", f"://{role}@", 1)
+
+
+@pytest.fixture
+def fault_env(env):
+    """The environment of every process a fault test starts: each service
+    connects as its least-privileged role (the worker creates them on start)."""
+    return {**os.environ, **env, **FAST,
+            "WORKER_DATABASE_URL": as_role(env["DATABASE_URL"], "survey_worker"),
+            "WEB_DATABASE_URL": as_role(env["DATABASE_URL"], "survey_web")}
+
+
+@pytest.fixture
+def app(env, monkeypatch):
+    """The web app, with the same fast retries as the processes."""
+    for key, value in FAST.items():
+        monkeypatch.setenv(key, value)
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def processes(tmp_path):
+    started = []
+    yield started
+    for proc in started:
+        proc.cleanup()
+
+
+@pytest.fixture
+def start_worker(fault_env, processes, redis, tmp_path):
+    """start_worker(**env) -> a running `python -m worker`, registered in Redis."""
+    def start(**env):
+        name = f"worker{len(processes) + 1}"
+        proc = Process(name, [sys.executable, "-m", "worker"], {**fault_env, **env}, tmp_path / f"{name}.log")
+        processes.append(proc)
+
+        def registered():
+            assert proc.alive(), f"{name} exited:\n{proc.log()[-3000:]}"
+            return any(w.pid == proc.pid for w in Worker.all(connection=redis))
+
+        wait_until(registered, 60, f"{name} to register", interval=0.1)
+        return proc
+    return start
+
+
+@pytest.fixture
+def start_web(fault_env, processes, tmp_path):
+    """start_web(**env) -> (Process, Browser) for gunicorn serving the real app."""
+    def start(**env):
+        port = free_port()
+        full_env = {**fault_env, "PORT": str(port), "WEB_CONCURRENCY": "4", **env}
+        proc = Process("web", [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py"],
+                       full_env, tmp_path / "web.log")
+        processes.append(proc)
+        browser = Browser(f"http://127.0.0.1:{port}")
+
+        def up():
+            assert proc.alive(), f"gunicorn exited:\n{proc.log()[-3000:]}"
+            try:
+                return browser.request("/healthz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, 60, "gunicorn", interval=0.2)
+        return proc, browser
+    return start
+
+
+@contextmanager
+def postgres_down(pg_server):
+    """Stop the session's PostgreSQL; whatever happens, it is running again afterwards."""
+    pg_server.stop("fast")
+    try:
+        yield
+    finally:
+        _ensure_postgres(pg_server)
+
+
+def _ensure_postgres(pg_server):
+    try:
+        psycopg2.connect(pg_server.url(), connect_timeout=2).close()
+    except psycopg2.OperationalError:
+        pg_server.start()
+
+
+@contextmanager
+def redis_down(redis_server):
+    """Stop the session's Redis (SIGTERM, flushing its append-only file); it is
+    running again afterwards, with the same port and data."""
+    redis_server.stop()
+    try:
+        yield
+    finally:
+        if redis_server.proc.poll() is not None:
+            redis_server.start()
+
+
+@pytest.fixture
+def pg_restored(pg_server):
+    """For tests that stop PostgreSQL themselves: make sure it is back up after."""
+    yield pg_server
+    _ensure_postgres(pg_server)
+
+
+@pytest.fixture
+def redis_restored(redis_server):
+    yield redis_server
+    try:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+    if redis_server.proc.poll() is not None:
+        redis_server.start()
+
+
+def submission(**fields):
+    return {"id": str(uuid.uuid4()), "name": "Pika", "coat": "tortie", "donut": "glazed",
+            "submitted_at": datetime.now(timezone.utc).isoformat(), **fields}
+
+
+def queue(redis):
+    return Queue("submissions", connection=redis, serializer=JSONSerializer)
+
+
+def failed(redis):
+    return FailedJobRegistry("submissions", connection=redis, serializer=JSONSerializer)
+
+
+@pytest.fixture
+def stored_ids(env):
+    """stored_ids() -> every submission id in the table, as a list (duplicates would show)."""
+    def fetch():
+        conn = psycopg2.connect(env["DATABASE_URL"], connect_timeout=2)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT submission_id::text FROM cats")
+                return [r[0] for r in cur.fetchall()]
+        finally:
+            conn.close()
+    return fetch
+
+
+@pytest.fixture
+def row_lock(env):
+    """row_lock(id) -> an open transaction that inserted `id` without committing.
+
+    A worker storing the same submission waits on it, so the test holds the
+    worker in the middle of its job for as long as it likes; rollback() lets
+    the worker's insert through."""
+    conns = []
+
+    def lock(submission_id):
+        conn = psycopg2.connect(env["DATABASE_URL"])
+        conns.append(conn)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) "
+                        "VALUES (%s, 'lock', 'lock', 'lock', now())", (submission_id,))
+        return conn
+
+    yield lock
+    for conn in conns:
+        conn.close()
+
+
+@pytest.fixture
+def waiting_on_lock(env):
+    """waiting_on_lock(n) -> true once n worker backends wait on a lock."""
+    def count(n):
+        conn = psycopg2.connect(env["DATABASE_URL"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND application_name = 'survey-worker'")
+                return cur.fetchone()[0] >= n
+        finally:
+            conn.close()
+    return count

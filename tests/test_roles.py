@@ -1,0 +1,145 @@
+"""db/roles.sql: least privilege.  The worker can only insert, the web and
+the auditor can only read; applying it again changes nothing; passwords come
+from the environment or files, never from the code."""
+
+import uuid
+
+import psycopg2
+import pytest
+
+from web import config as web_config
+from worker.config import Config
+from worker.migrate import apply_roles, apply_schema, migrate
+
+SCHEMA = Config.from_env({}).schema_path
+ROLES = Config.from_env({}).roles_path
+WRITES = {
+    "insert": "INSERT INTO cats (submission_id, name, coat, donut, submitted_at) VALUES (%s, 'x', 'y', 'z', now())",
+    "update": "UPDATE cats SET name = 'Hacked'",
+    "delete": "DELETE FROM cats",
+    "truncate": "TRUNCATE cats",
+    "drop": "DROP TABLE cats",
+    "create": "CREATE TABLE sneaky (id int)",
+}
+
+
+@pytest.fixture(scope="module")
+def roles_db(pg_server):
+    url = pg_server.create_database(f"roles_{uuid.uuid4().hex[:8]}")
+    migrate(Config.from_env({"DATABASE_URL": url}))
+    owner = psycopg2.connect(url)
+    with owner, owner.cursor() as cur:
+        cur.execute(WRITES["insert"], (str(uuid.uuid4()),))
+    owner.close()
+    return url
+
+
+def connect(url, role):
+    conn = psycopg2.connect(url.replace("://survey@", f"://{role}@", 1))
+    conn.autocommit = True
+    return conn
+
+
+def allowed(conn, statement):
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, (str(uuid.uuid4()),) if "%s" in statement else None)
+        return True
+    except psycopg2.errors.InsufficientPrivilege:
+        return False
+
+
+def test_worker_can_insert_idempotently_and_nothing_else(roles_db):
+    conn = connect(roles_db, "survey_worker")
+    from worker.jobs import INSERT_SUBMISSION
+    sub = {"id": str(uuid.uuid4()), "name": "Pika", "coat": "tortie", "donut": "glazed",
+           "submitted_at": "2026-01-01T00:00:00Z"}
+    with conn.cursor() as cur:
+        cur.execute(INSERT_SUBMISSION, sub)
+        assert cur.rowcount == 1
+        cur.execute(INSERT_SUBMISSION, sub)  # the retried job: ON CONFLICT still works
+        assert cur.rowcount == 0
+    assert not allowed(conn, "SELECT name FROM cats")  # it never needs to read the answers
+    for what in ("update", "delete", "truncate", "drop", "create"):
+        assert not allowed(conn, WRITES[what]), what
+    conn.close()
+
+
+@pytest.mark.parametrize("role", ["survey_web", "auditor"])
+def test_web_and_auditor_can_only_read(roles_db, role):
+    conn = connect(roles_db, role)
+    with conn.cursor() as cur:
+        cur.execute("SELECT name, coat, donut, submission_id, submitted_at, stored_at FROM cats")
+        assert len(cur.fetchall()) >= 1
+    for what, statement in WRITES.items():
+        assert not allowed(conn, statement), what
+    conn.close()
+
+
+def test_roles_are_plain_logins(roles_db):
+    conn = psycopg2.connect(roles_db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles "
+                    "WHERE rolname IN ('survey_worker', 'survey_web', 'auditor') ORDER BY rolname")
+        assert cur.fetchall() == [("auditor", False, False, False, True),
+                                  ("survey_web", False, False, False, True),
+                                  ("survey_worker", False, False, False, True)]
+    conn.close()
+
+
+def test_reapplying_changes_nothing(roles_db):
+    before = _privileges(roles_db)
+    apply_schema(roles_db, SCHEMA)
+    apply_roles(roles_db, ROLES)
+    apply_roles(roles_db, ROLES)
+    assert _privileges(roles_db) == before
+    assert before  # there is something to compare
+
+
+def _privileges(url):
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT grantee, privilege_type, column_name FROM information_schema.column_privileges "
+                    "WHERE table_name = 'cats' AND grantee IN ('survey_worker', 'survey_web', 'auditor') "
+                    "ORDER BY 1, 2, 3")
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def test_passwords_come_from_the_environment_or_files(roles_db, tmp_path):
+    secret_file = tmp_path / "worker-password"
+    secret_file.write_text("s3cret from a file\n")
+    env = {"DATABASE_URL": roles_db, "WORKER_DATABASE_URL": roles_db.replace("://survey@", "://survey_worker@"),
+           "WORKER_DATABASE_PASSWORD_FILE": str(secret_file), "AUDITOR_DATABASE_PASSWORD": "from env"}
+    config = Config.from_env(env)
+    assert "s3cret from a file" not in repr(config)
+    assert config.role_passwords == {"survey_worker": "s3cret from a file", "auditor": "from env"}
+    # The worker's connection string carries it; the owner's does not.
+    assert "password='s3cret from a file'" in config.database_url
+    assert "password" not in config.migrate_url
+
+    migrate(config)
+    conn = psycopg2.connect(roles_db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT rolname FROM pg_authid WHERE rolpassword IS NOT NULL "
+                    "AND rolname IN ('survey_worker', 'survey_web', 'auditor') ORDER BY 1")
+        assert [r[0] for r in cur.fetchall()] == ["auditor", "survey_worker"]
+        # Reset, so other tests' connections stay password-free (the test cluster trusts anyway).
+        cur.execute("ALTER ROLE survey_worker PASSWORD NULL; ALTER ROLE auditor PASSWORD NULL")
+    conn.commit()
+    conn.close()
+
+    web = web_config.from_env({"SECRET_KEY": "k", "WEB_DATABASE_URL": roles_db.replace("://survey@", "://survey_web@"),
+                               "WEB_DATABASE_PASSWORD": "web pw"})
+    assert "user=survey_web" in web["DATABASE_URL"] and "password='web pw'" in web["DATABASE_URL"]
+    # Connections work with it (trust authentication ignores the password, but libpq parses it).
+    psycopg2.connect(web["DATABASE_URL"]).close()
+
+
+def test_no_secrets_in_the_code():
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    for path in list((root / "db").glob("*.sql")) + list((root / "web").glob("*.py")) + list((root / "worker").glob("*.py")):
+        text = path.read_text().lower()
+        assert "password '" not in text and "password='" not in text, path
