@@ -1,6 +1,7 @@
 """Static checks of compose.yml and the Dockerfiles: fast, no Docker engine needed."""
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -92,3 +93,29 @@ def test_dockerfiles_run_the_runners_commands():
 def test_hadolint(dockerfile):
     result = subprocess.run([HADOLINT, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_live_tests_override_keeps_everything_on_loopback(config):
+    """tests/compose/compose.host.yml: host networking for every service (so
+    Compose makes no network), servers bound to 127.0.0.1, nothing published."""
+    override = ROOT / "tests" / "compose" / "compose.host.yml"
+    env = {**os.environ, "DB_PORT": "25432", "REDIS_PORT": "26379", "WEB_PORT": "22154"}
+    live = compose_config(files=(COMPOSE_FILE, override), env=env)
+    assert not live.get("networks")
+    assert set(live["services"]) == set(config["services"]), "every service needs its override"
+    for name, service in live["services"].items():
+        assert service["network_mode"] == "host", name
+        assert not service.get("ports"), name
+        assert sorted(service["extra_hosts"]) == ["db=127.0.0.1", "redis=127.0.0.1"], name
+        if "build" in service:
+            assert service["build"]["network"] == "host", name
+    services = live["services"]
+    base_redis = config["services"]["redis"]["command"]
+    assert services["redis"]["command"] == base_redis + ["--bind", "127.0.0.1", "--port", "26379"]
+    assert services["db"]["command"][-2:] == ["-c", "listen_addresses=127.0.0.1"]
+    assert services["db"]["environment"]["PGPORT"] == "25432"
+    assert services["web"]["environment"]["HOST"] == "127.0.0.1"
+    assert services["web"]["environment"]["PORT"] == "22154"
+    for name in ("migrate", "worker", "web"):
+        assert services[name]["environment"]["DATABASE_URL"] == "postgresql://survey@db:25432/survey"
+        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:26379/0"
