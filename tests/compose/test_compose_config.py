@@ -1,7 +1,6 @@
 """Static checks of compose.yml and the Dockerfiles: fast, no Docker engine needed."""
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compose.tools import COMPOSE_FILE, HADOLINT, compose_cmd, compose_config
+from tests.compose.tools import COMPOSE_FILE, HADOLINT, clean_env, compose_cmd, compose_config
 from tests.servers import ROOT
 
 DOCKERFILES = sorted(p for p in ROOT.glob("*/Dockerfile") if p.parent.name in ("web", "worker"))
@@ -57,6 +56,14 @@ def test_servers_are_not_published(config):
 def test_web_is_published_on_the_tutorial_port(config):
     (port,) = config["services"]["web"]["ports"]
     assert port["published"] == "2154"
+    # Where the README opens it; WEB_BIND=0.0.0.0 is the user's choice to make.
+    assert port["host_ip"] == "127.0.0.1"
+    # The image's gunicorn listens there (web/Dockerfile: HOST=0.0.0.0, PORT=2154).
+    assert port["target"] == 2154
+    dockerfile = (ROOT / "web" / "Dockerfile").read_text()
+    assert re.search(r"^\s+HOST=0\.0\.0\.0 \\$", dockerfile, re.M)
+    assert re.search(r"^\s+PORT=2154$", dockerfile, re.M)
+    assert "PORT" not in config["services"]["web"]["environment"]
 
 
 def test_worker_can_scale(config):
@@ -99,7 +106,7 @@ def test_the_live_tests_override_keeps_everything_on_loopback(config):
     """tests/compose/compose.host.yml: host networking for every service (so
     Compose makes no network), servers bound to 127.0.0.1, nothing published."""
     override = ROOT / "tests" / "compose" / "compose.host.yml"
-    env = {**os.environ, "DB_PORT": "25432", "REDIS_PORT": "26379", "WEB_PORT": "22154"}
+    env = {**clean_env(), "DB_PORT": "25432", "REDIS_PORT": "26379", "WEB_PORT": "22154"}
     live = compose_config(files=(COMPOSE_FILE, override), env=env)
     assert not live.get("networks")
     assert set(live["services"]) == set(config["services"]), "every service needs its override"

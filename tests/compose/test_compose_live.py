@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from tests.compose.tools import COMPOSE_FILE, compose_cmd, compose_config
+from tests.compose.tools import COMPOSE_FILE, clean_env, compose_cmd, compose_config
 from tests.http import Browser
 from tests.servers import ROOT, free_port, wait_until
 
@@ -54,7 +54,9 @@ def docker_host():
     try:
         yield host
     finally:
-        if not already_running:
+        # Containers still running belong to someone else's run that reused our engine.
+        others = run("docker", "ps", "--quiet", env={**os.environ, "DOCKER_HOST": host}).stdout.split()
+        if not already_running and not others:
             stopped = run(engine, "stop", timeout=120)
             assert stopped.returncode == 0, stopped.stderr
 
@@ -74,7 +76,7 @@ class Stack:
         self.project = f"survey-live-{uuid.uuid4().hex[:8]}"
         self.db_port, self.redis_port, self.web_port = free_port(), free_port(), free_port()
         self.env = {
-            **os.environ,
+            **clean_env(),
             **images,
             "DOCKER_HOST": docker_host,
             "COMPOSE_PROJECT_NAME": self.project,
@@ -88,8 +90,7 @@ class Stack:
             "COMPOSE_ANSI": "never",
             "COMPOSE_PROGRESS": "plain",
         }
-        for key in ("COMPOSE_FILE", "COMPOSE_PROFILES", "DOCKER_CONTEXT"):
-            self.env.pop(key, None)
+        self.env.pop("DOCKER_CONTEXT", None)
         self.redis_url = f"redis://redis:{self.redis_port}/0"
         self.browser = Browser(f"http://127.0.0.1:{self.web_port}")
 
@@ -131,15 +132,22 @@ class Stack:
         run("docker", "image", "prune", "--force", "--filter", "label=com.docker.compose.service",
             env=self.env)
 
-    def save_logs(self):
+    def save_logs(self, when):
+        """Append the containers' logs to test-artifacts/ (`down` deletes them with the containers)."""
         ARTIFACTS.mkdir(exist_ok=True)
         logs = self.compose("logs", "--no-color", "--timestamps", check=False, timeout=COMMAND_TIMEOUT)
-        (ARTIFACTS / "compose-live.log").write_text(logs.stdout + logs.stderr)
+        with open(ARTIFACTS / "compose-live.log", "a") as fh:
+            fh.write(f"==== {self.project}, {when}\n{logs.stdout}{logs.stderr}")
+
+    def down(self, *args):
+        self.save_logs(" ".join(("before down",) + args))
+        return self.compose("down", "--timeout", "30", *args, timeout=180)
 
 
 @pytest.fixture(scope="module")
 def stack(docker_host, stand_ins):
     stack = Stack(docker_host, stand_ins)
+    (ARTIFACTS / "compose-live.log").unlink(missing_ok=True)
     # Never a bridge network (its private addresses are off limits here): every
     # service shares the host's network, so Compose creates no network at all.
     config = stack.config()
@@ -152,8 +160,7 @@ def stack(docker_host, stand_ins):
         print(f"compose up --build --wait: {time.monotonic() - started:.0f}s")
         yield stack
     finally:
-        stack.save_logs()
-        stack.compose("down", "--volumes", "--timeout", "30", check=False, timeout=180)
+        stack.down("--volumes")
         stack.prune_images()
 
 
@@ -234,7 +241,7 @@ def test_the_worker_scales_to_three(stack, submission):
 def test_rows_survive_down_and_up(stack, submission):
     before = stack.psql("SELECT submission_id, name FROM cats ORDER BY submission_id")
     assert [submission, "Compose Tom"] in before
-    stack.compose("down", "--timeout", "30", timeout=120)
+    stack.down()
     assert not [row for row in stack.services() if row["State"] == "running"]
     stack.up()
     # The same rows from the named volume, and the web still has the password
