@@ -139,9 +139,9 @@ class Stack:
         with open(ARTIFACTS / "compose-live.log", "a") as fh:
             fh.write(f"==== {self.project}, {when}\n{logs.stdout}{logs.stderr}")
 
-    def down(self, *args):
+    def down(self, *args, check=True):
         self.save_logs(" ".join(("before down",) + args))
-        return self.compose("down", "--timeout", "30", *args, timeout=180)
+        return self.compose("down", "--timeout", "30", *args, timeout=180, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +160,10 @@ def stack(docker_host, stand_ins):
         print(f"compose up --build --wait: {time.monotonic() - started:.0f}s")
         yield stack
     finally:
-        stack.down("--volumes")
+        result = stack.down("--volumes", check=False)
         stack.prune_images()
+    # Checked only here: a failed `up` must stay the error that is reported.
+    assert result.returncode == 0, f"compose down --volumes:\n{result.stdout}\n{result.stderr}"
 
 
 @pytest.fixture(scope="module")
