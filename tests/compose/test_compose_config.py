@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compose.tools import COMPOSE_FILE, HADOLINT, compose_cmd, compose_config
+from tests.compose.tools import COMPOSE_FILE, HADOLINT, clean_env, compose_cmd, compose_config
 from tests.servers import ROOT
 
 DOCKERFILES = sorted(p for p in ROOT.glob("*/Dockerfile") if p.parent.name in ("web", "worker"))
@@ -56,6 +56,14 @@ def test_servers_are_not_published(config):
 def test_web_is_published_on_the_tutorial_port(config):
     (port,) = config["services"]["web"]["ports"]
     assert port["published"] == "2154"
+    # Where the README opens it; WEB_BIND=0.0.0.0 is the user's choice to make.
+    assert port["host_ip"] == "127.0.0.1"
+    # The image's gunicorn listens there (web/Dockerfile: HOST=0.0.0.0, PORT=2154).
+    assert port["target"] == 2154
+    dockerfile = (ROOT / "web" / "Dockerfile").read_text()
+    assert re.search(r"^\s+HOST=0\.0\.0\.0 \\$", dockerfile, re.M)
+    assert re.search(r"^\s+PORT=2154$", dockerfile, re.M)
+    assert "PORT" not in config["services"]["web"]["environment"]
 
 
 def test_worker_can_scale(config):
@@ -92,3 +100,29 @@ def test_dockerfiles_run_the_runners_commands():
 def test_hadolint(dockerfile):
     result = subprocess.run([HADOLINT, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_live_tests_override_keeps_everything_on_loopback(config):
+    """tests/compose/compose.host.yml: host networking for every service (so
+    Compose makes no network), servers bound to 127.0.0.1, nothing published."""
+    override = ROOT / "tests" / "compose" / "compose.host.yml"
+    env = {**clean_env(), "DB_PORT": "25432", "REDIS_PORT": "26379", "WEB_PORT": "22154"}
+    live = compose_config(files=(COMPOSE_FILE, override), env=env)
+    assert not live.get("networks")
+    assert set(live["services"]) == set(config["services"]), "every service needs its override"
+    for name, service in live["services"].items():
+        assert service["network_mode"] == "host", name
+        assert not service.get("ports"), name
+        assert sorted(service["extra_hosts"]) == ["db=127.0.0.1", "redis=127.0.0.1"], name
+        if "build" in service:
+            assert service["build"]["network"] == "host", name
+    services = live["services"]
+    base_redis = config["services"]["redis"]["command"]
+    assert services["redis"]["command"] == base_redis + ["--bind", "127.0.0.1", "--port", "26379"]
+    assert services["db"]["command"][-2:] == ["-c", "listen_addresses=127.0.0.1"]
+    assert services["db"]["environment"]["PGPORT"] == "25432"
+    assert services["web"]["environment"]["HOST"] == "127.0.0.1"
+    assert services["web"]["environment"]["PORT"] == "22154"
+    for name in ("migrate", "worker", "web"):
+        assert services[name]["environment"]["DATABASE_URL"] == "postgresql://survey@db:25432/survey"
+        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:26379/0"

@@ -16,7 +16,19 @@ HADOLINT = shutil.which("hadolint", path=str(Path(os.sys.executable).parent)) or
 COMPOSE_FILE = ROOT / "compose.yml"
 
 
+# Variables compose.yml reads, and Compose's own: the static checks must see the
+# file's defaults, not whatever the shell running the tests has exported.
+STACK_VARIABLES = ("PYTHON_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "WEB_PORT", "WEB_BIND",
+                   "DB_PORT", "REDIS_PORT", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES")
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
+
+
 def compose_cmd(*args, files=(COMPOSE_FILE,), env=None, check=True, timeout=600, capture=True):
+    if env is None:
+        env = clean_env()
     cmd = [str(COMPOSE)]
     for f in files:
         cmd += ["-f", str(f)]
