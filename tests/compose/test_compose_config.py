@@ -123,6 +123,11 @@ def test_the_live_tests_override_keeps_everything_on_loopback(config):
     assert services["db"]["environment"]["PGPORT"] == "25432"
     assert services["web"]["environment"]["HOST"] == "127.0.0.1"
     assert services["web"]["environment"]["PORT"] == "22154"
-    for name in ("migrate", "worker", "web"):
-        assert services[name]["environment"]["DATABASE_URL"] == "postgresql://survey@db:25432/survey"
+    # Each on the test's port, and as its own role: only migrate is the owner.
+    for name, variable, user in (("migrate", "DATABASE_URL", "survey"),
+                                 ("worker", "WORKER_DATABASE_URL", "survey_worker"),
+                                 ("web", "WEB_DATABASE_URL", "survey_web")):
+        assert services[name]["environment"][variable] == f"postgresql://{user}@db:25432/survey", name
         assert services[name]["environment"]["REDIS_URL"] == "redis://redis:26379/0"
+    assert "DATABASE_URL" not in services["worker"]["environment"]
+    assert "DATABASE_URL" not in services["web"]["environment"]

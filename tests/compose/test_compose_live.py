@@ -219,6 +219,21 @@ def test_a_form_post_becomes_a_row(stack, submission):
     assert stack.stored(submission) == [["Compose Tom", "tabby", "glazed"]]
 
 
+def test_each_service_connects_as_its_least_privileged_role(stack, submission):
+    # The web's receipt and the worker's insert have both used their connections by now.
+    sessions = stack.psql("SELECT DISTINCT application_name, usename FROM pg_stat_activity"
+                          " WHERE application_name IN ('survey-web', 'survey-worker') ORDER BY 1")
+    assert ["survey-worker", "survey_worker"] in sessions, sessions
+    assert all(user != "survey" for _, user in sessions), sessions
+    # The auditor reads the rows from the database's container, as the README says.
+    out = stack.compose("exec", "-T", "db", "psql", "-U", "auditor", "survey", "--no-psqlrc", "-At",
+                        "-c", "select count(*) from cats").stdout
+    assert int(out.strip()) >= 1
+    denied = stack.compose("exec", "-T", "db", "psql", "-U", "auditor", "survey", "--no-psqlrc",
+                           "-c", "delete from cats", check=False)
+    assert denied.returncode != 0 and "permission denied" in denied.stderr
+
+
 def test_rq_info_shows_the_queue_and_the_worker(stack, submission):
     info = stack.rq_info()
     assert re.search(r"^submissions\s+\|", info, re.M), info

@@ -1,7 +1,7 @@
 """Redis down: the visitor gets a friendly 503 with their answers kept, the
 web reports not ready, and submissions flow again (to a worker that survived
 the outage) once Redis is back.  Redis restarted or crashed: what was queued
-before is still processed, thanks to its fsynced append-only file."""
+before is still processed, thanks to its append-only file."""
 
 import re
 
@@ -55,7 +55,7 @@ def test_jobs_queued_before_a_redis_restart_are_processed(
     if how == "restart":
         redis_server.stop()        # SIGTERM: an operator's restart
     else:
-        redis_server.proc.kill()   # SIGKILL: a crash; appendfsync always has every write on disk
+        redis_server.proc.kill()   # SIGKILL: a crash; Redis wrote the AOF before answering, so the kernel has every write
         redis_server.proc.wait(30)
     redis_server.start()
 
