@@ -7,6 +7,7 @@ targets.  Writes bench/results/<time>.json, latest.json and latest.png.
 Fails (exit 1) if any accepted submission is not exactly one row."""
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -39,6 +40,10 @@ def options(argv):
     p.add_argument("--drain-timeout", type=float, default=300, help="fail if a backlog takes longer")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 1 round, tiny counts (for the test suite, not for figures)")
+    p.add_argument("--only", type=lambda v: v.split(","), default=None,
+                   help="comma-separated steps to run (machine_limits, web_without_queue, naive, "
+                        "backlog_and_drains, queued_pipeline, end_to_end, outage); prints their medians "
+                        "as JSON and writes nothing (for comparing one change)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib is in requirements/bench.txt)")
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and the plot go (default bench/results)")
     o = p.parse_args(argv)
@@ -72,6 +77,10 @@ def main(argv=None):
     finally:
         stack.destroy()
     median = report.median_of(rounds)
+    if o.only:
+        print(json.dumps(median, indent=1))
+        print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+        return 0
     record = {
         "time": stamp,
         "seconds": round(time.monotonic() - started),

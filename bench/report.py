@@ -80,7 +80,7 @@ def table(m, workers, n_rounds):
     lines.append("")
     lines.append("targets")
     for name, value, target, met in ratios(m, workers):
-        lines.append(f"  {name:<64} {value:8.2f}  target {target:<12} {'met' if met else 'UNMET'}")
+        lines.append(f"  {name:<64} {value:8.3f}  target {target:<12} {'met' if met else 'UNMET'}")
     return "\n".join(lines)
 
 

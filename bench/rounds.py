@@ -68,6 +68,8 @@ class Round:
     def run(self):
         for step in (self.machine_limits, self.web_without_queue, self.naive, self.backlog_and_drains,
                      self.queued_pipeline, self.end_to_end, self.outage):
+            if self.o.only and step.__name__ not in self.o.only:
+                continue
             self.log(f"  {step.__name__}")
             step()
         self.stack.stop_web()
@@ -159,7 +161,7 @@ class Round:
         s.reset()
         s.start_workers(self.o.workers)
         s.wait_workers_ready()
-        target = 0.5 * self.out["drains"][self.o.workers]["rows_per_s"]
+        target = 0.5 * self.out["drains"][self.o.workers]["rows_per_s"] if "drains" in self.out else 100
         connections = 4
         delay_ms = max(1, int(1000 * connections / target))
         r = load.post(s.web_url, self.o.duration, connections, delay_ms=delay_ms)
