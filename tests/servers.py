@@ -96,6 +96,8 @@ class PostgresServer:
 
 
 class RedisServer:
+    """Configured like scripts/run-redis."""
+
     def __init__(self, base_dir=None):
         self.tmp = Path(tempfile.mkdtemp(prefix="survey-redis-", dir=base_dir))
         self.port = free_port()
@@ -106,7 +108,7 @@ class RedisServer:
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.tmp),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--hash-max-listpack-value", "1024"],
             stdout=open(self.tmp / "log", "ab"), stderr=subprocess.STDOUT,
         )
         client = redis.Redis(port=self.port)
