@@ -8,12 +8,13 @@ import time
 
 import psycopg2
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from . import db
 from .config import Config
 from .migrate import apply_schema
+from .survey_worker import SurveyWorker
 
 log = logging.getLogger("worker")
 
@@ -35,7 +36,7 @@ def wait_for(what, attempt, deadline):
 
 def build_worker(config, connection):
     queue = Queue(config.queue_name, connection=connection, serializer=JSONSerializer)
-    return SimpleWorker(
+    return SurveyWorker(
         [queue],
         connection=connection,
         serializer=JSONSerializer,
