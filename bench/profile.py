@@ -21,9 +21,9 @@ from .stack import BIN, Stack, children
 WATCH = [
     ("web: the POST view", "submit (web/views.py"),
     ("web: form validation + CSRF", "validate (flask_wtf/form.py"),
-    ("web: enqueue (RQ enqueue_call)", "enqueue_call (rq/queue.py"),
+    ("web: enqueue (web/submissions.py)", "enqueue (web/submissions.py"),
     ("web: RQ job creation + serialise", "create_job (rq/queue.py"),
-    ("web: redis round trips (read reply)", "read_response (redis/"),
+    ("any: reading Redis replies", "read_response (redis/"),
     ("web: redirect + url_for", "url_for (flask/"),
     ("web: gunicorn access log", "log (gunicorn/glogging.py"),
     ("worker: dequeue", "dequeue_job_and_maintain_ttl (rq/worker/base.py"),

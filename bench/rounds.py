@@ -140,6 +140,7 @@ class Round:
     # (b) ours, healthy and slow, at full load with the workers running
     def queued_pipeline(self):
         s = self.stack
+        s.ensure_web("queue")
         for label, slow in (("queued_healthy", False), ("queued_slow", True)):
             s.reset()
             s.start_workers(self.o.workers)
@@ -158,6 +159,7 @@ class Round:
     # End to end, at an offered rate the workers keep up with (half their drain rate).
     def end_to_end(self):
         s = self.stack
+        s.ensure_web("queue")
         s.reset()
         s.start_workers(self.o.workers)
         s.wait_workers_ready()
@@ -173,6 +175,7 @@ class Round:
     # (c) PostgreSQL down for a while in the middle of a round
     def outage(self):
         s = self.stack
+        s.ensure_web("queue")
         s.reset()
         s.start_workers(self.o.workers)
         s.wait_workers_ready()

@@ -115,6 +115,7 @@ class Stack:
         self.redis = redis.Redis.from_url(self.redis_server.url)
         self.web_concurrency = web_concurrency
         self.web = None
+        self.web_mode = None
         self.web_url = None
         self.workers = []
 
@@ -127,8 +128,14 @@ class Stack:
 
     # --- the web -----------------------------------------------------------
 
+    def ensure_web(self, mode):
+        """The web in this SUBMIT_MODE, started unless it already runs so."""
+        if self.web is None or self.web_mode != mode:
+            self.start_web(mode)
+
     def start_web(self, mode="queue", **extra):
         self.stop_web()
+        self.web_mode = mode
         port = free_port()
         env = self.env(HOST="127.0.0.1", PORT=port, SUBMIT_MODE=mode, **extra)
         if self.web_concurrency:
