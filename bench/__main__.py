@@ -80,6 +80,7 @@ def main(argv=None):
     if o.only:
         print(json.dumps(median, indent=1))
         print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+        shutil.rmtree(workdir, ignore_errors=True)
         return 0
     record = {
         "time": stamp,
