@@ -1,5 +1,5 @@
-# The two commands of the README.
-.PHONY: run test
+# The commands of the README.
+.PHONY: run test bench
 
 # The whole pipeline without Docker: PostgreSQL, Redis, the worker and the web.
 run:
@@ -10,3 +10,10 @@ run:
 test:
 	scripts/bootstrap test
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# Does the queue pay for itself? Figures against the naive design and the
+# machine's limits (bench/, about 12 minutes); never part of `make test`.
+# Options: make bench BENCH_ARGS='--backlog 5000 --rounds 3'  (see --help)
+bench:
+	scripts/bootstrap bench
+	.venv/bin/python -m bench $(BENCH_ARGS)

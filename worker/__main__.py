@@ -15,12 +15,13 @@ os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 import psycopg2
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from . import db, logs, metrics
 from .config import Config
 from .migrate import migrate
+from .survey_worker import SurveyWorker
 
 log = logging.getLogger("worker")
 
@@ -38,18 +39,6 @@ def wait_for(what, attempt, deadline):
             log.warning("waiting for %s: %s", what, str(exc).strip())
             time.sleep(delay)
             delay = min(delay * 2, 5)
-
-
-class SurveyWorker(SimpleWorker):
-    """RQ's SimpleWorker, remembering whether it was asked to stop (SIGTERM or
-    SIGINT): RQ's work loop also ends, quietly or by raising, when it loses
-    Redis in the middle of a job, and then we start a new loop instead of exiting."""
-
-    stop_requested = False
-
-    def request_stop(self, signum, frame):
-        self.stop_requested = True
-        super().request_stop(signum, frame)
 
 
 def build_worker(config, connection):

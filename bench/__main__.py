@@ -1,0 +1,104 @@
+"""`make bench` (or `.venv/bin/python -m bench`): does the queue pay for itself?
+
+Starts throwaway PostgreSQL and Redis, the web (gunicorn, web/gunicorn.conf.py)
+and workers (`python -m worker`) with the runner's commands, drives the web
+with wrk, and prints the medians of several rounds next to issue 8's
+targets.  Writes bench/results/<time>.json, latest.json and latest.png.
+Fails (exit 1) if any accepted submission is not exactly one row."""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import report
+from .rounds import DRAIN_WORKERS, BenchFailure, Round
+from .stack import Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def options(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="rounds; each figure is their median (default 3)")
+    p.add_argument("--duration", type=float, default=5, help="seconds of load per web measurement (default 5)")
+    p.add_argument("--connections", type=int, default=10, help="wrk connections (default 10)")
+    p.add_argument("--backlog", type=int, default=20_000, help="queued submissions to drain (default 20000)")
+    p.add_argument("--fill-seconds", type=float, default=90, help="at most this long to post the backlog")
+    p.add_argument("--workers", type=int, default=os.cpu_count(),
+                   help="workers in the pipeline rounds, the count we recommend (default: one per core)")
+    p.add_argument("--web-concurrency", type=int, help="gunicorn workers (default: gunicorn.conf.py's)")
+    p.add_argument("--outage-seconds", type=float, default=10, help="PostgreSQL down this long (default 10)")
+    p.add_argument("--pg-seconds", type=int, default=3, help="pgbench run length (default 3)")
+    p.add_argument("--redis-requests", type=int, default=100_000, help="redis-benchmark requests (default 100000)")
+    p.add_argument("--drain-timeout", type=float, default=300, help="fail if a backlog takes longer")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 1 round, tiny counts (for the test suite, not for figures)")
+    p.add_argument("--only", type=lambda v: v.split(","), default=None,
+                   help="comma-separated steps to run (machine_limits, web_without_queue, naive, "
+                        "backlog_and_drains, queued_pipeline, end_to_end, outage); prints their medians "
+                        "as JSON and writes nothing (for comparing one change)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib is in requirements/bench.txt)")
+    p.add_argument("--out", default=str(RESULTS), help="where the JSON and the plot go (default bench/results)")
+    o = p.parse_args(argv)
+    if o.quick:
+        o.rounds, o.duration, o.backlog, o.outage_seconds = 1, 1, 200, 2
+        o.pg_seconds, o.redis_requests, o.connections, o.fill_seconds = 1, 2000, 4, 30
+    if o.workers not in DRAIN_WORKERS:
+        p.error(f"--workers must be one of {DRAIN_WORKERS} (the drains measure those)")
+    return o
+
+
+def main(argv=None):
+    o = options(sys.argv[1:] if argv is None else argv)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    workdir = tempfile.mkdtemp(prefix="survey-bench-")
+    started = time.monotonic()
+
+    def log(message):
+        print(f"[{time.monotonic() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+    load_before = os.getloadavg()
+    stack = Stack(workdir, web_concurrency=o.web_concurrency)
+    rounds = []
+    try:
+        for i in range(o.rounds):
+            log(f"round {i + 1} of {o.rounds}")
+            rounds.append(Round(stack, o, log).run())
+    except BenchFailure as exc:
+        print(f"\nBENCHMARK FAILED: {exc}\n(logs in {workdir})", file=sys.stderr)
+        return 1
+    finally:
+        stack.destroy()
+    median = report.median_of(rounds)
+    if o.only:
+        print(json.dumps(median, indent=1))
+        print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
+    record = {
+        "time": stamp,
+        "seconds": round(time.monotonic() - started),
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "options": vars(o),
+        "median": median,
+        "targets": [dict(zip(("name", "value", "target", "met"), t)) for t in report.ratios(median, o.workers)],
+        "rounds": rounds,
+    }
+    print(report.table(median, o.workers, o.rounds))
+    png = report.write(record, o.out, stamp, plot=not o.no_plot)
+    print(f"\nload average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
+          f"({os.cpu_count()} cores); {record['seconds']} s; results in {Path(o.out) / 'latest.json'}"
+          + (f", plot {png}" if png else ""))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""One round of every scenario; bench/__main__.py runs several and takes medians.
+
+Every scenario ends by checking that each accepted post (a 303 answer) is
+exactly one row, and raises BenchFailure otherwise."""
+
+import time
+
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from . import limits, load
+
+DRAIN_WORKERS = (1, 2, 4)
+
+
+class BenchFailure(AssertionError):
+    pass
+
+
+def wait_stored(stack, expected, timeout):
+    """Seconds until the table holds `expected` rows; fails on more, or on timeout."""
+    start = time.monotonic()
+    while True:
+        n = stack.row_count()
+        if n == expected:
+            return time.monotonic() - start
+        if n > expected:
+            raise BenchFailure(f"{n} rows for {expected} accepted submissions: duplicates or uncounted posts")
+        if time.monotonic() - start > timeout:
+            raise BenchFailure(f"only {n} of {expected} accepted submissions stored after {timeout}s")
+        time.sleep(0.1)
+
+
+def check_exactly_once(stack, result, expect_rows=True):
+    """Each accepted submission of this load is exactly one row, and nothing else is."""
+    stats = stack.row_stats()
+    expected = result["accepted"] if expect_rows else 0
+    if stats["rows"] != expected or stats["distinct"] != stats["rows"]:
+        raise BenchFailure(f"{stats['rows']} rows ({stats['distinct']} distinct) for {expected} accepted posts")
+    if expect_rows:
+        mine = stack.sql(f"SELECT count(*) FROM cats WHERE submission_id::text LIKE '{result['nonce'][:8]}%'",
+                         fetch=True)[0][0]
+        if mine != expected:
+            raise BenchFailure(f"{expected - mine} rows are not from this round's posts")
+    failed = FailedJobRegistry("submissions", connection=stack.redis, serializer=JSONSerializer).count
+    if failed:
+        raise BenchFailure(f"{failed} jobs in RQ's failed registry")
+    if result["accepted"] != result["answered"] or result["errors"]["timeout"]:
+        raise BenchFailure(f"not every post was accepted: {result['statuses']} errors {result['errors']}")
+    return stats
+
+
+def web_only(result):
+    return {k: result[k] for k in ("accepted", "rate", "p50_ms", "p99_ms")}
+
+
+class Round:
+    def __init__(self, stack, opts, log):
+        self.stack = stack
+        self.o = opts
+        self.log = log
+        self.out = {}
+
+    def post(self, **kw):
+        kw.setdefault("seconds", self.o.duration)
+        return load.post(self.stack.web_url, connections=self.o.connections, **kw)
+
+    def run(self):
+        for step in (self.machine_limits, self.web_without_queue, self.naive, self.backlog_and_drains,
+                     self.queued_pipeline, self.end_to_end, self.outage):
+            if self.o.only and step.__name__ not in self.o.only:
+                continue
+            self.log(f"  {step.__name__}")
+            step()
+        self.stack.stop_web()
+        return self.out
+
+    # (a) the machine's limits
+    def machine_limits(self):
+        s = self.stack
+        self.out["redis"] = limits.redis_lists(s.redis_server.port, self.o.redis_requests)
+        self.out["pg_1"] = limits.pg_inserts(s, 1, self.o.pg_seconds)
+        self.out["pg_8"] = limits.pg_inserts(s, 8, self.o.pg_seconds)
+
+    def web_without_queue(self):
+        s = self.stack
+        s.reset()
+        s.start_web("none")
+        r = self.post()
+        check_exactly_once(s, r, expect_rows=False)
+        if s.queued():
+            raise BenchFailure("SUBMIT_MODE=none queued jobs")
+        self.out["web_none"] = web_only(r)
+
+    # (b) the naive design, healthy and slow
+    def naive(self):
+        s = self.stack
+        s.start_web("direct")
+        for label, slow in (("naive_healthy", False), ("naive_slow", True)):
+            s.reset()
+            s.slow_database(slow)
+            try:
+                r = self.post()
+            finally:
+                s.slow_database(False)
+            check_exactly_once(s, r)
+            self.out[label] = web_only(r)
+
+    # The web (queue mode, no workers) fills a backlog; workers drain it.
+    def backlog_and_drains(self):
+        s = self.stack
+        s.reset()
+        s.start_web("queue")
+        before = s.used_memory()
+        r = self.post(seconds=self.o.fill_seconds, max_requests=self.o.backlog)
+        after = s.used_memory()
+        if s.queued() != r["accepted"]:
+            raise BenchFailure(f"{s.queued()} jobs queued for {r['accepted']} accepted posts")
+        self.out["web_queue"] = web_only(r)
+        self.out["redis_bytes_per_submission"] = (after - before) / r["accepted"]
+        snapshot = snapshot_redis(s.redis)
+        self.out["drains"] = {}
+        worker_rss = []
+        for n in DRAIN_WORKERS:
+            s.sql("TRUNCATE cats")
+            restore_redis(s.redis, snapshot)
+            start = time.monotonic()
+            s.start_workers(n)
+            seconds = wait_stored(s, r["accepted"], self.o.drain_timeout)
+            worker_rss += s.worker_peak_rss_mb()
+            s.stop_workers()
+            stats = check_exactly_once(s, r)
+            self.out["drains"][n] = {
+                "backlog": r["accepted"],
+                "drain_s": seconds,  # from starting the workers, start-up included
+                "rows_per_s": stats["rows"] / stats["span_s"] if stats["span_s"] else 0.0,
+            }
+        self.out["worker_peak_rss_mb"] = max(worker_rss)
+
+    # (b) ours, healthy and slow, at full load with the workers running
+    def queued_pipeline(self):
+        s = self.stack
+        s.ensure_web("queue")
+        for label, slow in (("queued_healthy", False), ("queued_slow", True)):
+            s.reset()
+            s.start_workers(self.o.workers)
+            s.wait_workers_ready()
+            s.slow_database(slow)
+            try:
+                r = self.post()
+            finally:
+                s.slow_database(False)
+            wait_stored(s, r["accepted"], self.o.drain_timeout)
+            s.stop_workers()
+            check_exactly_once(s, r)
+            self.out[label] = web_only(r)
+        self.out["web_peak_rss_mb"] = s.web_peak_rss_mb()
+
+    # End to end, at an offered rate the workers keep up with (half their drain rate).
+    def end_to_end(self):
+        s = self.stack
+        s.ensure_web("queue")
+        s.reset()
+        s.start_workers(self.o.workers)
+        s.wait_workers_ready()
+        target = 0.5 * self.out["drains"][self.o.workers]["rows_per_s"] if "drains" in self.out else 100
+        connections = 4
+        delay_ms = max(1, int(1000 * connections / target))
+        r = load.post(s.web_url, self.o.duration, connections, delay_ms=delay_ms)
+        wait_stored(s, r["accepted"], self.o.drain_timeout)
+        s.stop_workers()
+        stats = check_exactly_once(s, r)
+        self.out["e2e"] = {"offered_rate": r["rate"], "p50_ms": stats["e2e_p50_ms"], "p99_ms": stats["e2e_p99_ms"]}
+
+    # (c) PostgreSQL down for a while in the middle of a round
+    def outage(self):
+        s = self.stack
+        s.ensure_web("queue")
+        s.reset()
+        s.start_workers(self.o.workers)
+        s.wait_workers_ready()
+        s.pg.stop()
+        try:
+            r = self.post(seconds=self.o.outage_seconds)
+        finally:
+            s.pg.start()
+        # Jobs that failed while it was down come back through RQ's retry back-off.
+        catch_up = wait_stored(s, r["accepted"], self.o.drain_timeout + 120)
+        s.stop_workers()
+        check_exactly_once(s, r)
+        self.out["outage"] = {**web_only(r), "catch_up_s": catch_up}
+
+
+def snapshot_redis(conn):
+    keys = list(conn.scan_iter(count=1000))
+    pipe = conn.pipeline(transaction=False)
+    for key in keys:
+        pipe.pttl(key)
+        pipe.dump(key)
+    values = pipe.execute()
+    return [(key, max(values[2 * i], 0), values[2 * i + 1]) for i, key in enumerate(keys)]
+
+
+def restore_redis(conn, snapshot):
+    """The same backlog again, for the next drain: identical jobs, identical ids."""
+    conn.flushall()
+    pipe = conn.pipeline(transaction=False)
+    for key, ttl, value in snapshot:
+        pipe.restore(key, ttl, value, replace=True)
+    pipe.execute()
