@@ -9,6 +9,8 @@ from psycopg2.extensions import make_dsn
 log = logging.getLogger(__name__)
 
 
+# _secret and _with_password have twins in worker/config.py: each image ships
+# only its own package, so the two services share no code.
 def _secret(env, name):
     """NAME from the environment, or the contents of the file NAME_FILE names."""
     if env.get(name):

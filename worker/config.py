@@ -20,6 +20,8 @@ ROLE_PASSWORDS = {
 }
 
 
+# secret and with_password have twins in web/config.py: each image ships only
+# its own package, so the two services share no code.
 def secret(env, name):
     """NAME from the environment, or the contents of the file NAME_FILE names."""
     if env.get(name):
