@@ -32,32 +32,26 @@ class Store:
             cursor_factory=cursor_factory,
         )
 
-    def find_submission(self, submission_id):
+    def _fetch(self, sql, params=None):
+        """Every row of one short query, on a connection of its own."""
         conn = self._connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(FIND_SUBMISSION, (submission_id,))
-                return cur.fetchone()
+                cur.execute(sql, params)
+                return cur.fetchall()
         finally:
             conn.close()
 
+    def find_submission(self, submission_id):
+        rows = self._fetch(FIND_SUBMISSION, (submission_id,))
+        return rows[0] if rows else None
+
     def ping(self):
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-        finally:
-            conn.close()
+        self._fetch("SELECT 1")
 
     def tallies(self):
         """{"coat": {value: n}, "donut": {value: n}, "total": n}."""
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(TALLIES)
-                rows = cur.fetchall()
-        finally:
-            conn.close()
+        rows = self._fetch(TALLIES)
         result = {"coat": {}, "donut": {}, "total": 0}
         for row in rows:
             if row["coat"] is not None:
