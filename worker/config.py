@@ -80,7 +80,7 @@ class Config:
             queue_name=env.get("QUEUE_NAME", "submissions"),
             schema_path=Path(env.get("SCHEMA_PATH", DEFAULT_SCHEMA)),
             roles_path=Path(env.get("ROLES_PATH", DEFAULT_ROLES)),
-            role_passwords={role: secret(env, var) for role, var in ROLE_PASSWORDS.items() if secret(env, var)},
+            role_passwords={role: password for role, var in ROLE_PASSWORDS.items() if (password := secret(env, var))},
             maintenance_interval=int(env.get("WORKER_MAINTENANCE_INTERVAL", "30")),
             worker_ttl=int(env.get("WORKER_TTL", "45")),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
