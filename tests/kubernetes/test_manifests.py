@@ -175,6 +175,10 @@ def test_images_are_compose_files_and_pinned(objects):
                 assert container["image"] in {services["db"]["image"], services["redis"]["image"]}
     (tag,) = app_tags  # the web and the worker of one version
     assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
+    # The version compose.yml tags its builds with, once it tags them (issue 13).
+    for service in ("web", "worker"):
+        _, _, compose_tag = services[service]["image"].partition(":")
+        assert compose_tag in ("", tag), f"compose.yml builds {services[service]['image']}"
     assert find(objects, "Job", "survey-migrate")["spec"]["template"]["spec"]["containers"][0]["image"] == \
         app_container(objects, "Deployment", "survey-worker")["image"], "migrate runs from the worker's image"
 
@@ -240,7 +244,16 @@ def readme_secrets():
     for command in re.findall(r"kubectl (?:-n \S+ )?create secret generic (?:[^\n]*\\\n)*[^\n]*", readme):
         words = shlex.split(command.replace("\\\n", " "))
         name = words[words.index("generic") + 1]
-        secrets[name] = {w.split("=", 2)[1] for w in words if w.startswith("--from-file=")}
+        keys = {}
+        for word in words:
+            if word.startswith("--from-file="):
+                key, source = word[len("--from-file="):].split("=", 1)
+                keys[key] = source
+        # Each key from the file of the same name, one that compose's secrets service makes.
+        made = set(re.findall(r"\b(\w+_password|secret_key)\b", (ROOT / "db" / "make-secrets.sh").read_text()))
+        for key, source in keys.items():
+            assert Path(source).name == key and key in made, f"{name}: {key}={source}"
+        secrets[name] = set(keys)
     return secrets
 
 
