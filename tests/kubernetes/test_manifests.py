@@ -284,7 +284,7 @@ def _web_config_readers():
         readers.append(web_config.server)
         return readers, set()
     return readers, {"HOST", "APP_PORT", "WEB_METRICS_PORT", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR",
-                     "LOG_LEVEL", "LOG_FORMAT"}
+                     "LOG_LEVEL", "LOG_FORMAT", "QUEUE_MAX_DEPTH", "RESULTS_PUBLIC"}
 
 
 def rq_cli_variables():
@@ -547,7 +547,9 @@ def test_dev_redis_runs_redis_conf():
     assert settings["appendonly"] == "yes"
     assert settings["maxmemory-policy"] == "noeviction"
     (container,) = containers(find(objects, "StatefulSet", "redis"))
-    assert container["command"][:2] == ["redis-server", "/etc/redis/redis.conf"]
+    assert container["args"][:2] == ["redis-server", "/etc/redis/redis.conf"]
+    mount = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/redis"]
+    assert mount and "command" not in container
     # The servers answer at the URLs of config.yaml.
     config = find(objects, "ConfigMap", "survey-config")["data"]
     for variable, service in (("REDIS_URL", "redis"), ("DATABASE_URL", "db")):
