@@ -64,6 +64,8 @@ class BatchWorker(SurveyWorker):
         self._take_waiting = self.connection.register_script(TAKE_WAITING)
 
     def execute_job(self, job, queue):
+        if self.batch_size <= 1:
+            return super().execute_job(job, queue)
         ids = self._take_waiting(keys=[queue.key, queue.intermediate_queue_key], args=[self.batch_size - 1])
         if not ids:
             return super().execute_job(job, queue)
