@@ -125,7 +125,7 @@ class BatchWorker(SurveyWorker):
                 execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
                 self.executions[execution.id] = execution
                 executions.append(execution)
-                job.heartbeat(now(), ttl, pipeline=pipe)
+                # RQ sends job.heartbeat() first: prepare_for_execution writes the same field.
                 job.prepare_for_execution(self.name, pipeline=pipe)
                 pipe.persist(job.key)
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
@@ -139,8 +139,9 @@ class BatchWorker(SurveyWorker):
         working = timedelta()
         with self.connection.pipeline() as pipe:
             for job, execution, result in zip(batch, executions, results):
-                job.ended_at = now()
-                job.heartbeat(job.ended_at, job.success_callback_timeout, pipeline=pipe)
+                # RQ's handle_execution_ended also sends the heartbeat on its own;
+                # _handle_success saves the whole job hash, last_heartbeat included.
+                job.ended_at = job.last_heartbeat = now()
                 job._result = result
                 job._status = JobStatus.FINISHED
                 result_ttl = job.get_result_ttl(self.default_result_ttl)
