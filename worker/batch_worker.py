@@ -66,6 +66,9 @@ class BatchWorker(SurveyWorker):
     def execute_job(self, job, queue):
         if self.batch_size <= 1:
             return super().execute_job(job, queue)
+        # From here a SIGTERM must wait for the batch (RQ's warm shutdown), not
+        # interrupt it before its jobs are started; Redis hears of it in _start.
+        self._state = WorkerStatus.BUSY
         ids = self._take_waiting(keys=[queue.key, queue.intermediate_queue_key], args=[self.batch_size - 1])
         if not ids:
             return super().execute_job(job, queue)
@@ -90,8 +93,8 @@ class BatchWorker(SurveyWorker):
     def _batchable(job):
         try:
             payload.parse(job.kwargs.get("submission"))
-        except (payload.PayloadError, AttributeError):
-            return False  # alone, RQ's path fails it with its reason
+        except Exception:  # noqa: BLE001 - unreadable data or payload: alone, RQ's path fails it with its reason
+            return False
         return (job.func_name == STORE_JOB and not job.args and set(job.kwargs) == {"submission"}
                 and not (job._success_callback_name or job._failure_callback_name or job._stopped_callback_name
                          or job.webhooks or job.repeats_left or job._dependency_ids or job.has_rate_limit))
