@@ -88,7 +88,7 @@ def snapshot(redis, job_ids, worker_name):
     return state
 
 
-def test_a_batch_leaves_redis_as_rqs_per_job_path_does(app, env, redis, rows):
+def test_a_batch_leaves_redis_as_rqs_per_job_path_does(app, env, redis, rows, caplog):
     one_by_one = per_job_worker(env, redis)
     ids = enqueue(app, *[submission(name=f"Cat {i}") for i in range(JOBS)])
     one_by_one.work(burst=True, with_scheduler=False)
@@ -105,6 +105,7 @@ def test_a_batch_leaves_redis_as_rqs_per_job_path_does(app, env, redis, rows):
     assert len(rows()) == 2 * JOBS
     # One batch: the first job dequeued by RQ, the others taken with it.
     assert metrics.JOBS.labels(outcome="stored")._value.get() - stored_before == JOBS
+    assert f"batch of {JOBS} jobs OK" in caplog.text
 
     assert set(ours) == set(theirs)
     for key in theirs:
