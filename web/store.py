@@ -1,7 +1,4 @@
-"""Read-only queries against PostgreSQL; the worker is the only writer
-(except in the benchmark's naive mode, SUBMIT_MODE=direct)."""
-
-import os
+"""Read-only queries against PostgreSQL; the worker is the only writer."""
 
 import psycopg2
 import psycopg2.extras
@@ -24,7 +21,6 @@ EXPORT_BATCH = 1000
 class Store:
     def __init__(self, database_url):
         self.database_url = database_url
-        self._writer = None  # (pid, connection) for insert_submission
 
     def _connect(self, cursor_factory=psycopg2.extras.RealDictCursor):
         return psycopg2.connect(
@@ -88,23 +84,3 @@ class Store:
             yield from cur
         finally:
             conn.close()
-
-    def insert_submission(self, submission):
-        """Benchmark only (SUBMIT_MODE=direct): the naive design, storing the row
-        inside the request.  It gets the naive design's best case, one
-        connection per gunicorn process reused across requests, and the
-        worker's own statement, so only where the insert runs differs."""
-        # Imported here: the web image does not ship the worker's code.
-        from worker.jobs import INSERT_SUBMISSION
-
-        pid = os.getpid()
-        if self._writer is None or self._writer[0] != pid or self._writer[1].closed:
-            # Opened after gunicorn forks: a connection must not be shared across processes.
-            self._writer = (pid, psycopg2.connect(self.database_url, connect_timeout=2, application_name="survey-web-direct"))
-        conn = self._writer[1]
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(INSERT_SUBMISSION, submission)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            conn.close()
-            raise
