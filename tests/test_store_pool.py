@@ -6,6 +6,7 @@ import os
 import uuid
 
 import psycopg2
+import pytest
 
 from web import config, create_app
 from tests.test_results import insert
@@ -26,6 +27,8 @@ def web_sessions(database_url):
 def test_pool_size_setting(env):
     assert config.from_env({})["WEB_DB_POOL_SIZE"] == 2
     assert config.from_env({"WEB_DB_POOL_SIZE": "3"})["WEB_DB_POOL_SIZE"] == 3
+    with pytest.raises(ValueError, match="WEB_DB_POOL_SIZE"):
+        create_app({"WEB_DB_POOL_SIZE": 0})
 
 
 def test_queries_reuse_the_pool_s_connections(env):

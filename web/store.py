@@ -27,6 +27,9 @@ CONNECT_OPTIONS = {"connect_timeout": 2, "application_name": "survey-web"}
 
 class Store:
     def __init__(self, database_url, pool_size=2):
+        if pool_size < 1:
+            # Caught at start-up, not as a 503 on every query.
+            raise ValueError(f"WEB_DB_POOL_SIZE must be at least 1, not {pool_size}")
         self.database_url = database_url
         self.pool_size = pool_size
         self._pool = None
