@@ -53,7 +53,7 @@ def table(m, workers, n_rounds):
     lines.append("(a) machine limits")
     row("redis-benchmark LPUSH / RPOP", f"{m['redis']['lpush']:8.0f} /s   {m['redis']['rpop']:.0f} /s")
     row("PostgreSQL INSERT commits, 1 client / 8 clients", f"{m['pg_1']:8.0f} /s   {m['pg_8']:.0f} /s")
-    web("web POST without enqueuing (SUBMIT_MODE=none)", m["web_none"])
+    web("web POST without enqueuing (bench/naive_app.py)", m["web_none"])
     lines.append("web (ours, enqueuing; workers stopped)")
     web("accepted submissions", m["web_queue"])
     lines.append("workers")

@@ -85,17 +85,17 @@ class Round:
     def web_without_queue(self):
         s = self.stack
         s.reset()
-        s.start_web("none")
+        s.start_web("without_queue")
         r = self.post()
         check_exactly_once(s, r, expect_rows=False)
         if s.queued():
-            raise BenchFailure("SUBMIT_MODE=none queued jobs")
+            raise BenchFailure("the web without enqueuing queued jobs")
         self.out["web_none"] = web_only(r)
 
     # (b) the naive design, healthy and slow
     def naive(self):
         s = self.stack
-        s.start_web("direct")
+        s.start_web("naive")
         for label, slow in (("naive_healthy", False), ("naive_slow", True)):
             s.reset()
             s.slow_database(slow)

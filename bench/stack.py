@@ -29,6 +29,14 @@ CREATE TRIGGER bench_slow BEFORE INSERT ON cats FOR EACH ROW EXECUTE FUNCTION be
 """
 FAST_AGAIN = "DROP TRIGGER IF EXISTS bench_slow ON cats"
 
+# The web designs the benchmark runs, as gunicorn app URIs (None: ours, the
+# wsgi_app of web/gunicorn.conf.py).  The others are in bench/naive_app.py.
+WEB_APPS = {
+    "queue": None,
+    "naive": "bench.naive_app:create_app()",
+    "without_queue": "bench.naive_app:create_app(store=False)",
+}
+
 # submitted_at is set by the web when it accepts the form, stored_at by
 # PostgreSQL when the worker inserts the row.
 ROW_STATS = """
@@ -122,26 +130,28 @@ class Stack:
     def env(self, **extra):
         env = dict(os.environ, DATABASE_URL=self.database_url, REDIS_URL=self.redis_server.url,
                    SECRET_KEY="bench-secret", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
-        env.pop("SUBMIT_MODE", None)
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
     # --- the web -----------------------------------------------------------
 
-    def ensure_web(self, mode):
-        """The web in this SUBMIT_MODE, started unless it already runs so."""
-        if self.web is None or self.web_mode != mode:
-            self.start_web(mode)
+    def ensure_web(self, design):
+        """The web of this design (WEB_APPS), started unless it already runs."""
+        if self.web is None or self.web_mode != design:
+            self.start_web(design)
 
-    def start_web(self, mode="queue", **extra):
+    def start_web(self, design="queue", **extra):
         self.stop_web()
-        self.web_mode = mode
+        self.web_mode = design
         port = free_port()
-        env = self.env(HOST="127.0.0.1", PORT=port, SUBMIT_MODE=mode, **extra)
+        env = self.env(HOST="127.0.0.1", PORT=port, **extra)
         if self.web_concurrency:
             env["WEB_CONCURRENCY"] = str(self.web_concurrency)
-        self.web = Service("web", [str(BIN / "gunicorn"), "--config", "web/gunicorn.conf.py"], env,
-                           self.workdir / "web.log")
+        # The web's own gunicorn settings; only the app differs between designs.
+        argv = [str(BIN / "gunicorn"), "--config", "web/gunicorn.conf.py"]
+        if WEB_APPS[design]:
+            argv.append(WEB_APPS[design])
+        self.web = Service("web", argv, env, self.workdir / "web.log")
         self.web_url = f"http://127.0.0.1:{port}"
         browser = Browser(self.web_url)
 

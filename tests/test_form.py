@@ -7,6 +7,7 @@ import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from tests.conftest import hidden_fields
 from web.forms import NAME_MAX
 
 
@@ -73,6 +74,17 @@ def test_missing_or_wrong_csrf_token_is_rejected(post_form, fresh_form, redis, r
     assert 'value="Sneaky"' in html
     assert queued(redis) == 0
     assert rows() == []
+
+
+def test_the_expired_form_page_can_be_sent_again(post_form, fresh_form, redis):
+    hidden = fresh_form()
+    response = post_form({**hidden, "csrf_token": "forged-token"})
+    assert response.status_code == 400
+    # The page carries a fresh token, so sending the kept answers again works.
+    again = hidden_fields(response.get_data(as_text=True))
+    assert again["csrf_token"] and again["submission_id"] == hidden["submission_id"]
+    assert post_form(again).status_code == 303
+    assert queued(redis) == 1
 
 
 def test_oversized_body_is_413(post_form, redis):

@@ -1,5 +1,6 @@
-"""SubmissionQueue.enqueue does in one round trip what RQ's
-enqueue_call(..., unique=True) does in two; these tests hold it to RQ's result."""
+"""SubmissionQueue.enqueue builds its job and hands it to RQ's public
+Queue.enqueue_job(..., unique=True); these tests hold the result to what RQ's
+one-call enqueue_call(..., unique=True) leaves in Redis, key by key."""
 
 import uuid
 

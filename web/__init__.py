@@ -19,7 +19,7 @@ def create_app(overrides=None):
     security.init_app(app)  # before CSRF: a post that is no form gets told so
     csrf.init_app(app)
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
-    app.extensions["submission_store"] = Store(app.config["DATABASE_URL"])
+    app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"])
 
     from . import health, metrics, results, views
     for module in (views, health, metrics, results):

@@ -35,16 +35,6 @@ def _with_password(url, password):
     return make_dsn(url, password=password) if password else url
 
 
-SUBMIT_MODES = ("queue", "none", "direct")
-
-
-def _submit_mode(env):
-    mode = env.get("SUBMIT_MODE", "queue")
-    if mode not in SUBMIT_MODES:
-        raise ValueError(f"SUBMIT_MODE must be one of {', '.join(SUBMIT_MODES)}, not {mode!r}")
-    return mode
-
-
 def from_env(env=os.environ):
     return {
         "SECRET_KEY": _secret_key(env),
@@ -53,14 +43,12 @@ def from_env(env=os.environ):
             _with_password(env["WEB_DATABASE_URL"], _secret(env, "WEB_DATABASE_PASSWORD")) if env.get("WEB_DATABASE_URL")
             else _with_password(env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey"),
                                 _secret(env, "DATABASE_PASSWORD"))),
+        # PostgreSQL connections each gunicorn process keeps open for receipts,
+        # /readyz and /results: WEB_CONCURRENCY x this, plus the worker's, must
+        # stay well below the server's max_connections (100 by default).
+        "WEB_DB_POOL_SIZE": int(env.get("WEB_DB_POOL_SIZE", "2")),
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
         "QUEUE_NAME": env.get("QUEUE_NAME", "submissions"),
-        # Benchmark only (bench/): what a valid POST does. "queue" (the
-        # default, and the only mode to deploy) enqueues it for the worker;
-        # "none" validates and redirects without storing it, to measure the
-        # web alone; "direct" inserts the row inside the request, the naive
-        # design the queue replaces.
-        "SUBMIT_MODE": _submit_mode(env),
         # A job retries a database outage for about 30 minutes before it is
         # parked in RQ's failed registry, where it stays for 30 days.
         "JOB_RETRY_INTERVALS": [int(s) for s in env.get("JOB_RETRY_INTERVALS", "1,2,5,10,30,60,120,300,600,600").split(",")],

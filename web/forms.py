@@ -104,6 +104,13 @@ def _choice(label, choices):
 
 
 class SurveyForm(FlaskForm):
+    class Meta:
+        # CSRFProtect (web/__init__.py) checks every POST's token before any
+        # view runs.  The form's own CSRF field would sign a fresh token for
+        # every post, accepted ones included, which never show the form again;
+        # form.html asks for a token (csrf_token()) only when it is shown.
+        csrf = False
+
     submission_id = HiddenField(validators=[_uuid])
     name = StringField(
         "Your cat's name",

@@ -1,10 +1,11 @@
-"""Read-only queries against PostgreSQL; the worker is the only writer
-(except in the benchmark's naive mode, SUBMIT_MODE=direct)."""
+"""Read-only queries against PostgreSQL; the worker is the only writer."""
 
 import os
+import threading
 
 import psycopg2
 import psycopg2.extras
+import psycopg2.pool
 
 FIND_SUBMISSION = "SELECT name, coat, donut, submitted_at, stored_at FROM cats WHERE submission_id = %s"
 
@@ -21,26 +22,70 @@ EXPORT = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM cats ORDER BY stored_at, subm
 EXPORT_BATCH = 1000
 
 
+CONNECT_OPTIONS = {"connect_timeout": 2, "application_name": "survey-web"}
+
+
 class Store:
-    def __init__(self, database_url):
+    def __init__(self, database_url, pool_size=2):
+        if pool_size < 1:
+            # Caught at start-up, not as a 503 on every query.
+            raise ValueError(f"WEB_DB_POOL_SIZE must be at least 1, not {pool_size}")
         self.database_url = database_url
-        self._writer = None  # (pid, connection) for insert_submission
+        self.pool_size = pool_size
+        self._pool = None
+        self._pool_pid = None
+        self._pool_lock = threading.Lock()
+        self._inherited = []
 
     def _connect(self, cursor_factory=psycopg2.extras.RealDictCursor):
-        return psycopg2.connect(
-            self.database_url, connect_timeout=2, application_name="survey-web",
-            cursor_factory=cursor_factory,
-        )
+        return psycopg2.connect(self.database_url, cursor_factory=cursor_factory, **CONNECT_OPTIONS)
+
+    def _process_pool(self):
+        """This process's pool, made on its first query.
+
+        gunicorn creates the app before it forks (preload_app), and a
+        connection must never be shared by two processes, so each worker makes
+        its own pool; one made before a fork is left alone (kept referenced,
+        so that closing it here cannot end the parent's sessions)."""
+        pid = os.getpid()
+        if self._pool_pid != pid:
+            with self._pool_lock:
+                if self._pool_pid != pid:
+                    if self._pool is not None:
+                        self._inherited.append(self._pool)
+                    # minconn = maxconn: psycopg2's pool closes connections
+                    # returned beyond minconn, so this keeps them all open.
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                        self.pool_size, self.pool_size, self.database_url,
+                        cursor_factory=psycopg2.extras.RealDictCursor, **CONNECT_OPTIONS)
+                    self._pool_pid = pid
+        return self._pool
 
     def _fetch(self, sql, params=None):
-        """Every row of one short query, on a connection of its own."""
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        """Every row of one short query, on a pooled connection.
+
+        A connection the server dropped (a PostgreSQL restart ends every
+        session) is discarded, never put back, and the query is tried again
+        on the next one: at most pool_size + 1 tries reach a new connection.
+        Failing to connect is not retried: the database is down."""
+        pool = self._process_pool()
+        for attempt in range(self.pool_size + 1):
+            conn = pool.getconn()
+            try:
+                # Autocommit: an idle pooled session holds no transaction, no snapshot.
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    rows = cur.fetchall()
+            except BaseException:
+                # closed is nonzero once libpq has seen the connection die.
+                broken = bool(conn.closed)
+                pool.putconn(conn, close=broken)
+                if broken and attempt < self.pool_size:
+                    continue
+                raise
+            pool.putconn(conn)
+            return rows
 
     def find_submission(self, submission_id):
         rows = self._fetch(FIND_SUBMISSION, (submission_id,))
@@ -88,23 +133,3 @@ class Store:
             yield from cur
         finally:
             conn.close()
-
-    def insert_submission(self, submission):
-        """Benchmark only (SUBMIT_MODE=direct): the naive design, storing the row
-        inside the request.  It gets the naive design's best case, one
-        connection per gunicorn process reused across requests, and the
-        worker's own statement, so only where the insert runs differs."""
-        # Imported here: the web image does not ship the worker's code.
-        from worker.jobs import INSERT_SUBMISSION
-
-        pid = os.getpid()
-        if self._writer is None or self._writer[0] != pid or self._writer[1].closed:
-            # Opened after gunicorn forks: a connection must not be shared across processes.
-            self._writer = (pid, psycopg2.connect(self.database_url, connect_timeout=2, application_name="survey-web-direct"))
-        conn = self._writer[1]
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(INSERT_SUBMISSION, submission)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            conn.close()
-            raise

@@ -2,9 +2,8 @@
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.scripts import UNIQUE_ENQUEUE_SCRIPT, _build_hset_args
 from rq.serializers import JSONSerializer
 
 # Named by string so the web never imports the worker's code (or its image).
@@ -38,24 +37,11 @@ class SubmissionQueue:
             **self.job_options,
             description=f"store submission {submission['id']}",
         )
-        return self._enqueue_unique(job)
-
-    def _enqueue_unique(self, job):
-        """What Queue.enqueue_job(job, unique=True) does, in one round trip
-        instead of two: RQ sends its SADD of the queue to the `rq:queues` set
-        (which `rq info` reads) and then its unique-enqueue Lua script
-        separately; here both go in one pipeline.  The job hash, the queue
-        and the set end up exactly as RQ leaves them
-        (tests/test_submissions.py compares the two)."""
-        self.queue._prepare_for_queue(job)
-        ttl = job.ttl if job.ttl is not None else -1
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
-        # EVAL, not EVALSHA: a pipeline cannot load a missing script on the fly;
-        # Redis caches the compiled script by its hash either way.
-        pipe.eval(UNIQUE_ENQUEUE_SCRIPT, 2, job.key, self.queue.key, job.id, "R", ttl, *_build_hset_args(job))
-        _, saved = pipe.execute()
-        return saved == 1
+        try:
+            self.queue.enqueue_job(job, unique=True)
+        except DuplicateJobError:
+            return False
+        return True
 
     def state(self, submission_id):
         """'queued', 'failed', 'stored' or None when the queue has no such job."""

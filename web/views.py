@@ -56,9 +56,6 @@ def submit():
         return render_template("form.html", form=form), 422
     submission = form.submission(datetime.now(timezone.utc))
     sid = submission["id"]
-    mode = current_app.config["SUBMIT_MODE"]
-    if mode != "queue":
-        return _submit_for_benchmark(mode, submission)
     try:
         with metrics.ENQUEUE_SECONDS.time():
             queued = _queue().enqueue(submission)
@@ -69,18 +66,6 @@ def submit():
     metrics.ACCEPTED.labels(enqueue="queued" if queued else "duplicate").inc()
     log.info("submission %s %s", sid, "queued" if queued else "was already queued", extra={"submission_id": sid})
     # 303 so a refresh of the next page repeats a GET, never the POST.
-    return redirect(url_for(".receipt", submission_id=submission["id"]), code=303)
-
-
-def _submit_for_benchmark(mode, submission):
-    """SUBMIT_MODE none or direct (web/config.py): the same answer as a queued
-    submission, without the queue, for bench/ to compare against."""
-    if mode == "direct":
-        try:
-            _store().insert_submission(submission)
-        except psycopg2.Error as exc:
-            log.error("submission %s not stored: %s", submission["id"], exc)
-            abort(503)
     return redirect(url_for(".receipt", submission_id=submission["id"]), code=303)
 
 
