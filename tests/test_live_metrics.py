@@ -23,13 +23,16 @@ ACCEPTED = "survey_submissions_accepted_total"
 class Gunicorn:
     def __init__(self, env, tmp_path, metrics_dir, workers=3):
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log_path = tmp_path / f"gunicorn-{self.port}.log"
-        self.env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
+        self.env = {**os.environ, **env, "APP_PORT": str(self.port), "WEB_METRICS_PORT": str(self.metrics_port),
+                    "WEB_CONCURRENCY": str(workers),
                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LOG_FORMAT": "json"}
         self.proc = subprocess.Popen(
             [Path(sys.executable).parent / "gunicorn", "--config", "web/gunicorn.conf.py", "--no-control-socket"],
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
         self.browser = Browser(f"http://127.0.0.1:{self.port}")
+        self.operator = Browser(f"http://127.0.0.1:{self.metrics_port}")
         wait_until(self.ready, 60, "gunicorn to answer /readyz", interval=0.2)
 
     def ready(self):
@@ -40,7 +43,7 @@ class Gunicorn:
             return False
 
     def scrape(self):
-        status, _, body = self.browser.request("/metrics")
+        status, _, body = self.operator.request("/metrics")
         assert status == 200, body
         return samples(body)
 
@@ -93,6 +96,8 @@ def post_many(server, n, threads=4):
 def test_gunicorn_workers_counts_add_up(gunicorn, tmp_path):
     metrics_dir = tmp_path / "metrics"
     server = gunicorn(metrics_dir)
+    # The app's listener, where the proxy sends visitors, has no /metrics.
+    assert server.browser.request("/metrics")[0] == 404
     posted = post_many(server, 24)
     # Until more than one worker has counted, there is nothing to add up.
     while len(pids_with_counts(metrics_dir)) < 2 and posted < 200:
