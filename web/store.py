@@ -5,6 +5,7 @@ import os
 
 import psycopg2
 import psycopg2.extras
+from psycopg2.extensions import parse_dsn
 
 FIND_SUBMISSION = "SELECT name, coat, donut, submitted_at, stored_at FROM cats WHERE submission_id = %s"
 
@@ -32,11 +33,20 @@ class Store:
             cursor_factory=cursor_factory,
         )
 
-    def _fetch(self, sql, params=None):
-        """Every row of one short query, on a connection of its own."""
-        conn = self._connect()
+    def connect_as(self, user, password):
+        """A connection as another role (the auditor), to the same server and
+        database as ours, with the password that person gave; psycopg2 raises
+        OperationalError when PostgreSQL turns it away."""
+        params = parse_dsn(self.database_url)
+        params.update(user=user, password=password)
+        return psycopg2.connect(connect_timeout=2, application_name="survey-web-auditor", **params)
+
+    def _fetch(self, sql, params=None, conn=None):
+        """Every row of one short query, on a connection of its own (or the
+        one given, which is then closed too)."""
+        conn = conn or self._connect()
         try:
-            with conn.cursor() as cur:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 cur.execute(sql, params)
                 return cur.fetchall()
         finally:
@@ -49,9 +59,9 @@ class Store:
     def ping(self):
         self._fetch("SELECT 1")
 
-    def tallies(self):
+    def tallies(self, conn=None):
         """{"coat": {value: n}, "donut": {value: n}, "total": n}."""
-        rows = self._fetch(TALLIES)
+        rows = self._fetch(TALLIES, conn=conn)
         result = {"coat": {}, "donut": {}, "total": 0}
         for row in rows:
             if row["coat"] is not None:
@@ -62,16 +72,17 @@ class Store:
                 result["total"] = row["cats"]
         return result
 
-    def export_rows(self):
+    def export_rows(self, conn=None):
         """Every stored row as a tuple in EXPORT_COLUMNS order, oldest first.
 
         Connects and runs the query now, so a database outage is raised here
         rather than half-way through a response; the rows then come from a
         server-side cursor a batch at a time, so memory stays flat however
         many rows there are.  Close the returned generator to end early.
+        On `conn` (the auditor's) if given; it is closed with the generator.
         """
         # Plain tuples for speed; a read-only transaction, as the export only reads.
-        conn = self._connect(cursor_factory=None)
+        conn = conn or self._connect(cursor_factory=None)
         try:
             conn.set_session(readonly=True)
             cur = conn.cursor(name="export")
