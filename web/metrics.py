@@ -50,6 +50,9 @@ CSRF_REASONS = {
     "The CSRF token is missing.": "missing",
     "The CSRF session token is missing.": "no_session",
     "The CSRF token has expired.": "expired",
+    # Over HTTPS the post must also come from one of our own pages.
+    "The referrer header is missing.": "no_referrer",
+    "The referrer does not match the host.": "bad_referrer",
 }
 
 
