@@ -17,7 +17,9 @@ TALLIES = """
 """
 
 EXPORT_COLUMNS = ("submission_id", "name", "coat", "donut", "submitted_at", "stored_at")
-EXPORT = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM cats ORDER BY stored_at, submission_id"
+# bandit B608 sees a query built from strings; these are the constant column
+# names above, never input, so there is nothing to inject.
+EXPORT = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM cats ORDER BY stored_at, submission_id"  # nosec B608
 # Rows a server-side cursor hands over per round trip while exporting.
 EXPORT_BATCH = 1000
 
