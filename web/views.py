@@ -9,7 +9,7 @@ import redis
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from . import metrics
+from . import metrics, security
 from .forms import COATS, DONUTS, SurveyForm
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ def turn_away_rate_limited():
     metrics.count_rejections([("form", "rate_limited")])
     log.info("post from %s rate-limited by the proxy", request.remote_addr)
     # A fresh CSRF token, so sending the kept answers again just works.
-    form = SurveyForm(request.form if request.mimetype in ("application/x-www-form-urlencoded",
-                                                           "multipart/form-data") else None)
+    form = SurveyForm(request.form if request.mimetype in security.FORM_TYPES else None)
     response = current_app.make_response((render_template("form.html", form=form, rate_limited=True), 429))
     response.headers["Retry-After"] = "1"
     return response
