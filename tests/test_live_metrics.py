@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 
 import pytest
@@ -60,8 +61,14 @@ def post_many(server, n, threads=4):
 def test_gunicorn_workers_counts_add_up(gunicorn, tmp_path):
     metrics_dir = tmp_path / "metrics"
     server = gunicorn(metrics_dir)
-    # The app's listener, where the proxy sends visitors, has no /metrics.
+    # The app's listener, where the proxy sends visitors, has no /metrics,
+    # whatever host and port a visitor's headers name.
     assert server.browser.request("/metrics")[0] == 404
+    spoof = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
+                                   headers={"X-Forwarded-Host": f"127.0.0.1:{server.metrics_port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(spoof, timeout=10)
+    assert refused.value.code == 404
     posted = post_many(server, 24)
     # Until more than one worker has counted, there is nothing to add up.
     while len(pids_with_counts(metrics_dir)) < 2 and posted < 200:
