@@ -144,7 +144,7 @@ class Stack:
         self.stop_web()
         self.web_mode = design
         port = free_port()
-        env = self.env(HOST="127.0.0.1", PORT=port, **extra)
+        env = self.env(HOST="127.0.0.1", APP_PORT=port, WEB_METRICS_PORT=free_port(), **extra)
         if self.web_concurrency:
             env["WEB_CONCURRENCY"] = str(self.web_concurrency)
         # The web's own gunicorn settings; only the app differs between designs.

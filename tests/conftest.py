@@ -9,7 +9,7 @@ from web import create_app
 from worker import db as worker_db
 from worker.__main__ import build_worker
 from worker.config import Config as WorkerConfig
-from worker.migrate import apply_schema
+from worker.migrate import apply_roles, apply_schema
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +30,8 @@ def redis_server():
 def database_url(pg_server):
     url = pg_server.create_database("survey")
     apply_schema(url, WorkerConfig.from_env({}).schema_path)
+    # The auditor role, for /results.csv (trust authentication: any password signs in).
+    apply_roles(url, WorkerConfig.from_env({}).roles_path)
     return url
 
 
@@ -116,3 +118,7 @@ def post_form(client, fresh_form):
         data = {k: v for k, v in data.items() if v is not None}
         return client.post("/", data=data)
     return post
+
+
+# HTTP Basic for the auditor; on the trust-authenticated test cluster any password works.
+AUDITOR = ("auditor", "any password")

@@ -3,6 +3,7 @@ on free loopback ports in temporary directories.  Tests can stop and restart
 them to inject faults.  Also used by the benchmark."""
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -45,25 +46,38 @@ def _as_postgres():
 
 
 class PostgresServer:
+    """passwords=True: TCP connections need a password (scram-sha-256) for
+    every role, as under make run and compose; the superuser's is
+    self.password.  The default trusts every loopback connection."""
+
     user = "survey"
 
-    def __init__(self, base_dir=None, fsync=False):
+    def __init__(self, base_dir=None, fsync=False, passwords=False):
         self.tmp = Path(tempfile.mkdtemp(prefix="survey-pg-", dir=base_dir))
         self.fsync = fsync
+        self.password = secrets.token_hex(16) if passwords else None
         self.datadir = self.tmp / "data"
         self.port = free_port()
         self.bindir = pg_bindir()
+        auth = ["--auth=trust"]
+        if passwords:
+            pwfile = self.tmp / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         if os.geteuid() == 0:
             shutil.chown(self.tmp, "postgres", "postgres")
+            if passwords:
+                shutil.chown(pwfile, "postgres", "postgres")
         subprocess.run(
             _as_postgres() + [f"{self.bindir}/initdb", "-D", str(self.datadir), "-U", self.user,
-                              "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+                              *auth, "-E", "UTF8", "--locale=C.UTF-8"],
             check=True, capture_output=True,
         )
         self.start()
 
     def url(self, dbname="postgres"):
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+        login = f"{self.user}:{self.password}" if self.password else self.user
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{dbname}"
 
     def _pg_ctl(self, *args):
         subprocess.run(_as_postgres() + [f"{self.bindir}/pg_ctl", "-D", str(self.datadir), *args],

@@ -8,49 +8,17 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.gunicorn import Gunicorn
 from tests.http import Browser
 from tests.scrape import samples, value
 from tests.servers import ROOT, free_port, wait_until
 
 ACCEPTED = "survey_submissions_accepted_total"
-
-
-class Gunicorn:
-    def __init__(self, env, tmp_path, metrics_dir, workers=3):
-        self.port = free_port()
-        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
-        self.env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
-                    "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LOG_FORMAT": "json"}
-        self.proc = subprocess.Popen(
-            [Path(sys.executable).parent / "gunicorn", "--config", "web/gunicorn.conf.py", "--no-control-socket"],
-            cwd=ROOT, env=self.env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
-        self.browser = Browser(f"http://127.0.0.1:{self.port}")
-        wait_until(self.ready, 60, "gunicorn to answer /readyz", interval=0.2)
-
-    def ready(self):
-        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-        try:
-            return self.browser.request("/readyz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    def scrape(self):
-        status, _, body = self.browser.request("/metrics")
-        assert status == 200, body
-        return samples(body)
-
-    def log_lines(self):
-        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
 
 
 @pytest.fixture
@@ -93,6 +61,14 @@ def post_many(server, n, threads=4):
 def test_gunicorn_workers_counts_add_up(gunicorn, tmp_path):
     metrics_dir = tmp_path / "metrics"
     server = gunicorn(metrics_dir)
+    # The app's listener, where the proxy sends visitors, has no /metrics,
+    # whatever host and port a visitor's headers name.
+    assert server.browser.request("/metrics")[0] == 404
+    spoof = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
+                                   headers={"X-Forwarded-Host": f"127.0.0.1:{server.metrics_port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(spoof, timeout=10)
+    assert refused.value.code == 404
     posted = post_many(server, 24)
     # Until more than one worker has counted, there is nothing to add up.
     while len(pids_with_counts(metrics_dir)) < 2 and posted < 200:

@@ -14,7 +14,9 @@ from worker.config import Config as WorkerConfig
 
 
 def scrape(client):
-    response = client.get("/metrics")
+    # As on gunicorn's second listener, the only one /metrics answers on.
+    port = str(client.application.config["WEB_METRICS_PORT"])
+    response = client.get("/metrics", environ_overrides={"SERVER_PORT": port})
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain; version=")
     return samples(response.get_data(as_text=True))
@@ -53,7 +55,7 @@ def test_rejections_count_by_field_and_reason(client, post_form):
     # What the client sent never becomes a label: only known reasons appear.
     reasons = {dict(labels)["reason"] for (name, labels) in scrape(client) if name == REJECTED}
     assert reasons <= {"missing", "too_long", "control_chars", "not_a_choice", "invalid", "expired",
-                       "no_session", "too_large"}
+                       "no_session", "no_referrer", "bad_referrer", "too_large", "queue_full", "rate_limited"}
 
 
 def test_too_large_post_counts(client):
@@ -118,3 +120,13 @@ def test_worker_counts_stored_retried_and_failed(env, redis, post_form, run_work
     assert worker_count("retried") == retried
     assert worker_count("failed") == failed + 1
     assert queue.failed_job_registry.get_job_ids() == [bad["id"]]
+
+
+def test_metrics_only_on_the_metrics_listener(client):
+    port = client.application.config["WEB_METRICS_PORT"]
+    assert client.get("/metrics").status_code == 404  # the visitors' listener
+    assert client.get("/metrics", environ_overrides={"SERVER_PORT": str(port + 1)}).status_code == 404
+    # A Host through the proxy naming the metrics port changes nothing: the listener counts.
+    spoofed = client.get("/metrics", headers={"X-Forwarded-Host": f"survey.example:{port}"})
+    assert spoofed.status_code == 404
+    assert client.get("/metrics", environ_overrides={"SERVER_PORT": str(port)}).status_code == 200

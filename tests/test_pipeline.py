@@ -3,6 +3,7 @@
 import uuid
 
 from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from web.submissions import STORE_JOB
@@ -40,9 +41,16 @@ def test_same_submission_posted_twice_is_one_job_and_one_row(post_form, fresh_fo
     assert post_form(hidden).status_code == 303  # a double click lands on the same receipt
     assert queue(redis).count == 1
     run_worker()
-    # And once more after it was stored: still one row.
+    assert len(rows()) == 1
+    # Once more after the finished job has left Redis (its result_ttl ran
+    # out): the post queues a second job for the same submission, and the
+    # worker's INSERT ... ON CONFLICT DO NOTHING keeps it to one row.
+    Job.fetch(hidden["submission_id"], connection=redis, serializer=JSONSerializer).delete()
     assert post_form(hidden).status_code == 303
+    assert queue(redis).job_ids == [hidden["submission_id"]]
     run_worker()
+    second = Job.fetch(hidden["submission_id"], connection=redis, serializer=JSONSerializer)
+    assert second.get_status() == "finished" and second.return_value() == {"inserted": False}
     assert len(rows()) == 1
 
 

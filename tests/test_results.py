@@ -9,9 +9,12 @@ from datetime import datetime
 import psycopg2
 import pytest
 
+from tests.conftest import AUDITOR
 from web.forms import COATS, DONUTS
 
-TALLY_ROW = re.compile(r'<tr data-value="([^"]*)"><th scope="row">([^<]*)</th><td>(\d+)</td><td>(\d+)%</td></tr>')
+TALLY_ROW = re.compile(r'<tr data-value="([^"]*)"><th scope="row">([^<]*)</th><td>(\d+)</td>'
+                       r'<td class="share"><span class="pct">(\d+)%</span><svg class="bar"[^>]*>'
+                       r'<rect class="bar-track"[^>]*/><rect class="bar-fill" width="(\d+)"')
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -31,8 +34,10 @@ def insert(database_url, rows):
 def tables(html):
     """The page's two tallies as {value: cats}, in page order."""
     coats, donuts = html.split("By donut")
-    return ({v: int(n) for v, _, n, _ in TALLY_ROW.findall(coats)},
-            {v: int(n) for v, _, n, _ in TALLY_ROW.findall(donuts)})
+    for _, _, _, percent, bar in TALLY_ROW.findall(html):
+        assert percent == bar  # each share drawn as a bar as long as its number says
+    return ({v: int(n) for v, _, n, _, _ in TALLY_ROW.findall(coats)},
+            {v: int(n) for v, _, n, _, _ in TALLY_ROW.findall(donuts)})
 
 
 def test_tallies_match_the_rows(client, env):
@@ -49,7 +54,17 @@ def test_tallies_match_the_rows(client, env):
     assert donuts == {**{value: 0 for value, _ in DONUTS}, "glazed": 3, "maple": 1}
     # Most cats first, labels from the form.
     assert list(coats)[0] == "tortie" and list(donuts)[:2] == ["glazed", "maple"]
-    assert '<th scope="row">Tortoiseshell</th><td>2</td><td>50%</td>' in html
+    assert '<th scope="row">Tortoiseshell</th><td>2</td><td class="share"><span class="pct">50%</span>' in html
+    assert '<rect class="bar-fill" width="50" height="10"/>' in html
+
+
+def test_results_json_has_the_tallies_and_no_rows(client, env):
+    insert(env["DATABASE_URL"], [("Pika", "tortie", "glazed"), ("Tom", "tortie", "maple")])
+    data = client.get("/results.json").get_json()
+    assert data["status"] == "ok" and data["total"] == 2
+    assert data["coat"][0] == {"value": "tortie", "label": "Tortoiseshell", "cats": 2, "percent": 100}
+    assert [row["value"] for row in data["donut"]][:2] in (["glazed", "maple"], ["maple", "glazed"])
+    assert "Pika" not in client.get("/results.json").get_data(as_text=True)
 
 
 def test_results_with_no_rows(client):
@@ -68,7 +83,7 @@ TRICKY = [
 
 def test_csv_round_trips_every_row_and_defuses_formulas(client, env, rows):
     ids = insert(env["DATABASE_URL"], [(name, "tabby", "glazed") for name in TRICKY])
-    response = client.get("/results.csv")
+    response = client.get("/results.csv", auth=AUDITOR)
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="cats-')
@@ -94,7 +109,7 @@ def web_sessions_in_transaction(database_url):
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM pg_stat_activity "
-                        "WHERE application_name = 'survey-web' AND state = 'idle in transaction'")
+                        "WHERE application_name IN ('survey-web', 'survey-web-auditor') AND state = 'idle in transaction'")
             return cur.fetchone()[0]
     finally:
         conn.close()
@@ -107,7 +122,7 @@ def test_csv_is_streamed_from_a_cursor(client, env):
                     "SELECT gen_random_uuid(), 'Cat ' || i, 'grey', 'maple', now() FROM generate_series(1, 5000) i")
     conn.close()
 
-    response = client.get("/results.csv", buffered=False)
+    response = client.get("/results.csv", auth=AUDITOR, buffered=False)
     assert response.is_streamed
     chunks = iter(response.response)
     first = next(chunks)
@@ -122,7 +137,7 @@ def test_csv_is_streamed_from_a_cursor(client, env):
 
 def test_abandoned_download_closes_its_connection(client, env):
     insert(env["DATABASE_URL"], [(f"Cat {i}", "grey", "maple") for i in range(2000)])
-    response = client.get("/results.csv", buffered=False)
+    response = client.get("/results.csv", auth=AUDITOR, buffered=False)
     next(iter(response.response))
     assert web_sessions_in_transaction(env["DATABASE_URL"]) == 1
     response.close()  # the client went away
@@ -151,5 +166,5 @@ def test_results_need_only_select(env, read_only_url):
     insert(env["DATABASE_URL"], [("Pika", "tortie", "glazed")])
     client = create_app({"TESTING": True, "DATABASE_URL": read_only_url}).test_client()
     assert 'data-total="1"' in client.get("/results").get_data(as_text=True)
-    assert client.get("/results.csv").get_data(as_text=True).count("\r\n") == 2
+    assert client.get("/results.csv", auth=AUDITOR).get_data(as_text=True).count("\r\n") == 2
     assert client.get("/readyz").status_code == 200

@@ -16,12 +16,14 @@ def create_app(overrides=None):
     if overrides:
         app.config.update(overrides)
 
+    from . import health, metrics, results, views
+    # Before CSRF and the form checks: a post the proxy rate-limited gets its form back as it was.
+    app.before_request(views.turn_away_rate_limited)
     security.init_app(app)  # before CSRF: a post that is no form gets told so
     csrf.init_app(app)
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"])
 
-    from . import health, metrics, results, views
     for module in (views, health, metrics, results):
         app.register_blueprint(module.bp)
     return app

@@ -35,6 +35,31 @@ def _with_password(url, password):
     return make_dsn(url, password=password) if password else url
 
 
+def _flag(env, name, default):
+    value = env.get(name, default).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0, not {value!r}")
+
+
+def server(env=os.environ):
+    """What gunicorn (web/gunicorn.conf.py) and web/healthcheck.py read: the
+    listeners, the number of processes and the log format."""
+    return {
+        "HOST": env.get("HOST", "127.0.0.1"),
+        # The listener the reverse proxy forwards visitors to.
+        "APP_PORT": int(env.get("APP_PORT", "2156")),
+        # The operator's listener: /metrics answers here and nowhere else.
+        "WEB_METRICS_PORT": int(env.get("WEB_METRICS_PORT", "2157")),
+        "WEB_CONCURRENCY": int(env["WEB_CONCURRENCY"]) if env.get("WEB_CONCURRENCY") else None,
+        "LOG_LEVEL": env.get("LOG_LEVEL", "info").lower(),
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
+        "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+    }
+
+
 def from_env(env=os.environ):
     return {
         "SECRET_KEY": _secret_key(env),
@@ -62,4 +87,18 @@ def from_env(env=os.environ):
         # The session cookie carries the CSRF secret: not for scripts, not for other sites' posts.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # HTTPS=1 where a TLS terminator stands in front: every session
+        # cookie is Secure and every response carries HSTS.  A request that
+        # the trusted proxy marks https gets both anyway (web/security.py).
+        "HTTPS": _flag(env, "HTTPS", "0"),
+        "WEB_METRICS_PORT": server(env)["WEB_METRICS_PORT"],
+        # Above this many waiting jobs a post gets 503: Redis holds about
+        # 800 bytes per queued submission, so 100000 is ~80 MB of a 256 MB maxmemory.
+        "QUEUE_MAX_DEPTH": int(env.get("QUEUE_MAX_DEPTH", "100000")),
+        # 0 puts the /results tallies behind the auditor's login, as /results.csv always is.
+        "RESULTS_PUBLIC": _flag(env, "RESULTS_PUBLIC", "1"),
+        # Failed auditor logins one client address may make in AUTH_FAILURE_WINDOW
+        # seconds before it gets 429 without PostgreSQL being asked.
+        "AUTH_MAX_FAILURES": int(env.get("AUTH_MAX_FAILURES", "5")),
+        "AUTH_FAILURE_WINDOW": int(env.get("AUTH_FAILURE_WINDOW", "600")),
     }

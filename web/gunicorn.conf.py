@@ -1,32 +1,40 @@
-"""gunicorn settings, read from the same environment in the runner and the image."""
+"""gunicorn settings, from web/config.py, so the runner and the image agree."""
 
 import glob
 import multiprocessing
 import os
 import tempfile
 
+# Named so: gunicorn reads every name here, and `config` is one of its settings.
+from web import config as web_config
+
+settings = web_config.server(os.environ)
+
 # prometheus-client picks its multi-process mode when it is first imported, so
-# the directory must be in the environment before the app (and web.logs,
-# which imports the web package) is loaded.  Each gunicorn worker writes its
+# the directory must be in the environment before the app (and web.logs) is
+# loaded: web.config imports neither.  Each gunicorn worker writes its
 # counters to files there and /metrics adds them up.  Without a directory from
 # the environment we use a private one: per-worker numbers would be wrong.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="survey-web-metrics-")
-os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+metrics_dir = settings["PROMETHEUS_MULTIPROC_DIR"] or tempfile.mkdtemp(prefix="survey-web-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+os.makedirs(metrics_dir, exist_ok=True)
 
-from web import logs  # noqa: E402  (needs the environment above)
+from web import heartbeat, logs  # noqa: E402  (needs the environment above)
 
 wsgi_app = "web:create_app()"
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '2154')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# The proxy forwards visitors to the first; Prometheus scrapes the second,
+# and only there does /metrics answer (web/metrics.py).
+bind = [f"{settings['HOST']}:{settings['APP_PORT']}", f"{settings['HOST']}:{settings['WEB_METRICS_PORT']}"]
+workers = settings["WEB_CONCURRENCY"] or multiprocessing.cpu_count() * 2 + 1
 # Loaded once before forking: every worker shares the app, and its SECRET_KEY.
 preload_app = True
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = settings["LOG_LEVEL"]
 # The app's lines, gunicorn's and the access log in one format (LOG_FORMAT=json for JSON).
-logconfig_dict = logs.config(os.environ.get("LOG_FORMAT", "text"), loglevel)
+logconfig_dict = logs.config(settings["LOG_FORMAT"], loglevel)
 # Redis answers in microseconds; a request stuck longer than this is broken.
+# A long /results.csv is not stuck: it proves progress through web/heartbeat.py.
 timeout = 30
 graceful_timeout = 20
 control_socket_disable = True  # nothing here uses it; two servers on one machine would share its path
@@ -34,8 +42,12 @@ control_socket_disable = True  # nothing here uses it; two servers on one machin
 
 def on_starting(server):
     # Counters left by a previous run would otherwise be added to this one's.
-    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+    for path in glob.glob(os.path.join(metrics_dir, "*.db")):
         os.remove(path)
+
+
+def post_worker_init(worker):
+    heartbeat.attach(worker.notify)
 
 
 def child_exit(server, worker):

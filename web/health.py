@@ -1,15 +1,24 @@
 """/healthz and /readyz, for the compose healthcheck and anything else that asks.
 
-/healthz says the process answers.  /readyz says it can do its work: Redis,
-where the form's submissions go, and PostgreSQL, where receipts and /results
-read.  Each check has a short timeout, so a probe gets its answer in seconds.
+/healthz says the process answers.  /readyz says it can accept a submission:
+its status is Redis's, where the form's submissions go.  PostgreSQL, where
+receipts and /results read, is reported in the body but does not make the web
+unready: submissions still queue while it is down, and the worker stores them
+when it is back.  Each check has a short timeout, so a probe gets its answer
+in seconds.  An anonymous client learns "ok" or "unavailable" per check; the
+reason goes to the log, never to the client.
 """
+
+import logging
 
 import psycopg2
 import redis
 from flask import Blueprint, current_app, jsonify
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
+# The checks whose failure makes the web unready.
+REQUIRED = ("redis",)
 
 
 @bp.get("/healthz")
@@ -29,6 +38,7 @@ def readyz():
             check()
             body[name] = "ok"
         except errors as exc:
-            body[name] = str(exc).strip() or type(exc).__name__
-    ready = all(value == "ok" for value in body.values())
+            log.warning("readyz: %s unavailable: %s", name, str(exc).strip() or type(exc).__name__)
+            body[name] = "unavailable"
+    ready = all(body[name] == "ok" for name in REQUIRED)
     return jsonify(status="ok" if ready else "unavailable", **body), 200 if ready else 503

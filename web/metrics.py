@@ -13,7 +13,7 @@ to row) are on the worker's endpoint, WORKER_METRICS_PORT: see worker/metrics.py
 import os
 
 import redis
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -50,6 +50,9 @@ CSRF_REASONS = {
     "The CSRF token is missing.": "missing",
     "The CSRF session token is missing.": "no_session",
     "The CSRF token has expired.": "expired",
+    # Over HTTPS the post must also come from one of our own pages.
+    "The referrer header is missing.": "no_referrer",
+    "The referrer does not match the host.": "bad_referrer",
 }
 
 
@@ -107,6 +110,16 @@ def scrape_registry(app):
     return registry
 
 
+def listener_port(environ):
+    """The port of the listener this request came in on, as gunicorn filled it
+    in from the socket: ProxyFix may have rewritten SERVER_PORT from an
+    X-Forwarded-Host that a visitor chose, so its saved original counts."""
+    return environ.get("werkzeug.proxy_fix.orig", environ)["SERVER_PORT"]
+
+
 @bp.get("/metrics")
 def metrics():
+    # Only on the operator's listener (WEB_METRICS_PORT), which the proxy never forwards to.
+    if listener_port(request.environ) != str(current_app.config["WEB_METRICS_PORT"]):
+        abort(404)
     return Response(generate_latest(scrape_registry(current_app)), content_type=CONTENT_TYPE_LATEST)

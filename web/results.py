@@ -1,4 +1,6 @@
-"""The auditor's views: /results (tallies) and /results.csv (every stored row)."""
+"""/results (tallies, public unless RESULTS_PUBLIC=0), /results.json (the
+same tallies, for the page to update itself) and /results.csv (every stored
+row, for the auditor only: web/auditor.py)."""
 
 import csv
 import io
@@ -6,8 +8,9 @@ import logging
 from datetime import datetime, timezone
 
 import psycopg2
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 
+from . import auditor, heartbeat
 from .forms import COATS, DONUTS
 from .store import EXPORT_COLUMNS
 
@@ -25,8 +28,7 @@ def _store():
     return current_app.extensions["submission_store"]
 
 
-def _unavailable(exc):
-    log.warning("results: database unavailable: %s", exc)
+def _unavailable():
     return render_template("error.html", title="Results unavailable",
                            message="The results can't be read just now; please try again in a moment."), 503
 
@@ -46,14 +48,35 @@ def tally(counts, choices):
     return sorted(rows, key=lambda row: (-row[2], order.get(row[0], len(order))))
 
 
+def _tallies():
+    """The counts, read as an anonymous visitor or, with RESULTS_PUBLIC=0, as
+    the signed-in auditor; None while the database is down."""
+    conn = None if current_app.config["RESULTS_PUBLIC"] else auditor.connect()
+    try:
+        counts = _store().tallies(conn)
+    except psycopg2.Error as exc:
+        log.warning("results: database unavailable: %s", exc)
+        return None
+    return {"total": counts["total"], "coat": tally(counts["coat"], COATS), "donut": tally(counts["donut"], DONUTS)}
+
+
 @bp.get("/results")
 def results():
-    try:
-        counts = _store().tallies()
-    except psycopg2.Error as exc:
-        return _unavailable(exc)
-    return render_template("results.html", total=counts["total"],
-                           coats=tally(counts["coat"], COATS), donuts=tally(counts["donut"], DONUTS))
+    counts = _tallies()
+    if counts is None:
+        return _unavailable()
+    return render_template("results.html", total=counts["total"], coats=counts["coat"], donuts=counts["donut"])
+
+
+@bp.get("/results.json")
+def results_json():
+    """Tallies only, never a row: what results.js redraws the page from."""
+    counts = _tallies()
+    if counts is None:
+        return jsonify(status="unavailable"), 503
+    rows = {key: [{"value": v, "label": label, "cats": n, "percent": pct} for v, label, n, pct in counts[key]]
+            for key in ("coat", "donut")}
+    return jsonify(status="ok", total=counts["total"], **rows)
 
 
 def csv_cell(value):
@@ -72,6 +95,7 @@ def csv_lines(rows):
         for row in rows:
             writer.writerow([csv_cell(value) for value in row])
             if buffer.tell() >= CHUNK:
+                heartbeat.beat()  # a long export is progress, not a stuck worker
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -82,10 +106,12 @@ def csv_lines(rows):
 
 @bp.get("/results.csv")
 def results_csv():
+    conn = auditor.connect()  # the export runs as the auditor, on the auditor's connection
     try:
-        rows = _store().export_rows()
+        rows = _store().export_rows(conn)
     except psycopg2.Error as exc:
-        return _unavailable(exc)
+        log.warning("results.csv: database unavailable: %s", exc)
+        return _unavailable()
     filename = datetime.now(timezone.utc).strftime("cats-%Y%m%dT%H%M%SZ.csv")
     return Response(csv_lines(rows), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

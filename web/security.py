@@ -1,9 +1,12 @@
-"""What every request and response goes through before the views: the form's
-posts must be a form, in UTF-8, and every page carries the security headers."""
+"""What every request and response goes through before the views: the client
+address and scheme come from the one trusted proxy, the form's posts must be
+a form, in UTF-8, and every page carries the security headers."""
 
 from urllib.parse import parse_qsl
 
-from flask import render_template, request
+from flask import current_app, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -27,6 +30,22 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+
+
+# Browsers that have seen this over HTTPS refuse plain HTTP to the site for a year.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie (it carries the CSRF secret) is Secure whenever the
+    request came over HTTPS, as the trusted proxy says, or always with HTTPS=1.
+    Flask's SESSION_COOKIE_SECURE is one value for every request, so a site
+    reachable both ways (a TLS terminator in front, plain HTTP on loopback for
+    the operator) would have to choose between Secure cookies that plain HTTP
+    drops and cookies that HTTPS leaks to plain HTTP."""
+
+    def get_cookie_secure(self, app):
+        return app.config["HTTPS"] or app.config["SESSION_COOKIE_SECURE"] or request.is_secure
 
 
 def _error(status, title, message):
@@ -58,10 +77,16 @@ def add_security_headers(response):
     if response.mimetype == "text/html":
         # Pages carry a per-visitor CSRF token or a visitor's answers: never cache them.
         response.headers.setdefault("Cache-Control", "no-store")
+    if request.is_secure or current_app.config["HTTPS"]:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
 
 
 def init_app(app):
+    # nginx, the one hop we trust, overwrites X-Forwarded-For/-Proto/-Host;
+    # anything further left in them came from the client and is ignored.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    app.session_interface = SessionInterface()
     # Registered before CSRFProtect's own check, so it runs first.
     app.before_request(check_form_post)
     app.after_request(add_security_headers)

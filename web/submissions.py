@@ -55,5 +55,9 @@ class SubmissionQueue:
             return "failed"
         return "queued"
 
+    def depth(self):
+        """Jobs waiting in the queue (not those a worker holds or that wait for a retry)."""
+        return self.redis.llen(self.queue.key)
+
     def ping(self):
         return self.redis.ping()

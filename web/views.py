@@ -6,14 +6,18 @@ from datetime import datetime, timezone
 
 import psycopg2
 import redis
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from . import metrics
+from . import metrics, security
 from .forms import COATS, DONUTS, SurveyForm
 
 log = logging.getLogger(__name__)
 bp = Blueprint("survey", __name__)
+
+# Seconds a visitor is asked to wait while the queue is full: the worker
+# drains thousands a second, so this is a backlog, not an outage.
+QUEUE_FULL_RETRY_AFTER = 10
 
 STATE_TEXT = {
     "queued": "Received, waiting in the queue",
@@ -43,6 +47,30 @@ def form():
     return render_template("form.html", form=form)
 
 
+# The proxy (nginx limit_req) turned this post away for coming too fast and
+# passed it on to us with this header, so the visitor gets the form back.
+RATE_LIMITED_HEADER = "X-Survey-Rate-Limited"
+
+
+def turn_away_rate_limited():
+    """Registered before CSRF and the form checks (web/__init__.py): a post
+    the proxy rate-limited gets its form back with what was typed, 429, and
+    nothing stored.  No Redis, no database: a flood costs us only a render.
+    nginx blanks this header on every request it passes normally, so a
+    client cannot set it through the proxy (nor would it gain anything)."""
+    if request.method != "POST" or request.endpoint != "survey.submit":
+        return None
+    if request.headers.get(RATE_LIMITED_HEADER) != "1":
+        return None
+    metrics.count_rejections([("form", "rate_limited")])
+    log.info("post from %s rate-limited by the proxy", request.remote_addr)
+    # A fresh CSRF token, so sending the kept answers again just works.
+    form = SurveyForm(request.form if request.mimetype in security.FORM_TYPES else None)
+    response = current_app.make_response((render_template("form.html", form=form, rate_limited=True), 429))
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 @bp.post("/")
 def submit():
     form = SurveyForm()
@@ -57,6 +85,12 @@ def submit():
     submission = form.submission(datetime.now(timezone.utc))
     sid = submission["id"]
     try:
+        if _queue().depth() >= current_app.config["QUEUE_MAX_DEPTH"]:
+            metrics.count_rejections([("form", "queue_full")])
+            log.warning("submission %s refused: the queue is full", sid, extra={"submission_id": sid})
+            response = current_app.make_response((render_template("form.html", form=form, queue_full=True), 503))
+            response.headers["Retry-After"] = str(QUEUE_FULL_RETRY_AFTER)
+            return response
         with metrics.ENQUEUE_SECONDS.time():
             queued = _queue().enqueue(submission)
     except redis.RedisError as exc:

@@ -5,10 +5,15 @@ finds no serious or critical accessibility problem on any page."""
 import re
 import uuid
 
+import psycopg2
 import pytest
 from playwright.sync_api import expect
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from tests.browser.conftest import PHONE, axe_violations, screenshot
+from web.forms import COATS
 
 RECEIPT_URL = re.compile(r"/submissions/([0-9a-f-]{36})$")
 
@@ -234,3 +239,108 @@ def test_results_page_shows_the_new_tally(open_page, start_worker):
     no_horizontal_scroll(phone)
     assert axe_violations(phone) == []
     screenshot(phone, "results-phone")
+
+
+def test_results_update_by_themselves(open_page, live_env):
+    page = open_page(path="/results")
+    expect(page).to_have_title("Results – Cat survey")
+    expect(page.locator("#live-note")).to_be_visible()
+    before = int(page.locator("#total").get_attribute("data-total"))
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+    conn = psycopg2.connect(live_env["DATABASE_URL"])
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) VALUES (%s, %s, 'white', 'jelly', now())",
+                    (str(uuid.uuid4()), cat_name("Live")))
+    conn.close()
+
+    # No reload from the test: the page asks /results.json and redraws itself.
+    expect(page.locator("#total")).to_have_attribute("data-total", str(before + 1))
+    expect(page.locator("#total")).to_have_text(str(before + 1))
+    assert page.evaluate("window.sameDocument") is True
+    white = page.locator('table[data-tally="coat"] tr[data-value="white"]')
+    cats = int(white.locator("td").first.inner_text())
+    assert cats >= 1
+    share = white.locator(".pct").inner_text()
+    # The bar is as long as the number says.
+    assert white.locator(".bar-fill").get_attribute("width") + "%" == share
+    assert axe_violations(page) == []
+    screenshot(page, "results-live")
+
+
+def test_results_are_readable_without_scripts(chromium, live_server):
+    context = chromium.new_context(base_url=live_server, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/results")
+        expect(page.locator('table[data-tally="coat"] tbody tr')).to_have_count(len(COATS))
+        expect(page.locator("#live-note")).to_be_hidden()  # it would promise what cannot happen
+        expect(page.locator('table[data-tally="coat"] tbody tr td').first).to_have_text(re.compile(r"^\d+$"))
+        expect(page.locator("#total")).to_have_text(re.compile(r"^\d+$"))
+        # (axe needs scripts: the same page is checked with them in the test above.)
+    finally:
+        context.close()
+
+
+def test_receipt_stops_polling_once_the_job_failed(open_page, live_env):
+    page = open_page()
+    page.get_by_label("Your cat's name").fill(cat_name("Doomed"))
+    page.get_by_text("Black").click()
+    page.get_by_text("Glazed").click()
+    page.get_by_role("button", name="Send my answers").click()
+    expect(page).to_have_url(RECEIPT_URL)
+    sid = submission_id(page)
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if request.url.endswith(".json") else None)
+
+    # Out of retries, as the worker leaves a job that never could be stored.
+    connection = Redis.from_url(live_env["REDIS_URL"])
+    Job.fetch(sid, connection=connection, serializer=JSONSerializer).set_status(JobStatus.FAILED)
+    state = page.locator("#state")
+    expect(state).to_have_attribute("data-state", "failed")
+    expect(state).to_have_text("Could not be stored yet")
+    expect(state).to_have_attribute("data-polling", "stopped")
+    asked = len(polls)
+    assert asked >= 1
+    page.wait_for_timeout(7_000)  # longer than the longest wait between two polls (5 s)
+    assert len(polls) == asked, polls
+    assert axe_violations(page) == []
+
+
+def test_receipt_stops_polling_once_the_submission_is_gone(open_page, live_env):
+    page = open_page()
+    page.get_by_label("Your cat's name").fill(cat_name("Vanished"))
+    page.get_by_text("Black").click()
+    page.get_by_text("Glazed").click()
+    page.get_by_role("button", name="Send my answers").click()
+    expect(page).to_have_url(RECEIPT_URL)
+    sid = submission_id(page)
+    connection = Redis.from_url(live_env["REDIS_URL"])
+    job = Job.fetch(sid, connection=connection, serializer=JSONSerializer)
+    job.delete()  # no job and no row: the JSON answers 404
+    state = page.locator("#state")
+    expect(state).to_have_attribute("data-state", "missing")
+    expect(state).to_have_attribute("data-polling", "stopped")
+    assert axe_violations(page) == []
+
+
+def test_auditor_sign_in_page(open_page):
+    page = open_page(path="/results")
+    challenges = []
+
+    def as_after_cancel(route):
+        # A person's browser shows its login prompt first, and this page when
+        # they cancel it; Playwright cancels by failing the navigation, so the
+        # real response is shown here without its challenge header.
+        response = route.fetch()
+        headers = dict(response.headers)
+        challenges.append((response.status, headers.pop("www-authenticate", None)))
+        route.fulfill(response=response, headers=headers)
+
+    page.route("**/results.csv", as_after_cancel)
+    page.get_by_role("link", name=re.compile("Download every answer")).click()
+    expect(page).to_have_title("Sign in to see the answers – Cat survey")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to see the answers")
+    assert challenges == [(401, 'Basic realm="Cat survey auditor", charset="UTF-8"')]
+    assert axe_violations(page) == []
+    screenshot(page, "auditor-sign-in")
