@@ -1,5 +1,5 @@
 """A queued submission stays small in Redis: its job hash keeps the compact
-listpack encoding (hash-max-listpack-value in scripts/run-redis, mirrored by
+listpack encoding (hash-max-listpack-value in redis/redis.conf, used by
 tests/servers.py), even with the longest name the form accepts."""
 
 from web.forms import NAME_MAX
