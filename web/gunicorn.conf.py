@@ -17,7 +17,8 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 from web import logs  # noqa: E402  (needs the environment above)
 
 wsgi_app = "web:create_app()"
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '2154')}"
+# Behind the proxy (proxy/run), which listens on PORT and forwards here.
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('APP_PORT', '2156')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 # Loaded once before forking: every worker shares the app, and its SECRET_KEY.
 preload_app = True

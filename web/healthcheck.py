@@ -6,7 +6,7 @@ import urllib.request
 
 
 def main():
-    url = f"http://127.0.0.1:{os.environ.get('PORT', '2154')}/readyz"
+    url = f"http://127.0.0.1:{os.environ.get('APP_PORT', '2156')}/readyz"
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             print(response.read().decode())
