@@ -137,7 +137,7 @@ class Stack:
         self.stop_web()
         self.web_mode = mode
         port = free_port()
-        env = self.env(HOST="127.0.0.1", PORT=port, SUBMIT_MODE=mode, **extra)
+        env = self.env(HOST="127.0.0.1", APP_PORT=port, SUBMIT_MODE=mode, **extra)
         if self.web_concurrency:
             env["WEB_CONCURRENCY"] = str(self.web_concurrency)
         self.web = Service("web", [str(BIN / "gunicorn"), "--config", "web/gunicorn.conf.py"], env,

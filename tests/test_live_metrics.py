@@ -24,7 +24,7 @@ class Gunicorn:
     def __init__(self, env, tmp_path, metrics_dir, workers=3):
         self.port = free_port()
         self.log_path = tmp_path / f"gunicorn-{self.port}.log"
-        self.env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
+        self.env = {**os.environ, **env, "APP_PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LOG_FORMAT": "json"}
         self.proc = subprocess.Popen(
             [Path(sys.executable).parent / "gunicorn", "--config", "web/gunicorn.conf.py", "--no-control-socket"],

@@ -84,7 +84,7 @@ def live_server(live_env):
     for old in ARTIFACTS.glob("browser-*.log"):
         old.unlink()
     port = free_port()
-    env = {**live_env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
+    env = {**live_env, "HOST": "127.0.0.1", "APP_PORT": str(port), "WEB_CONCURRENCY": "2"}
     web = Service("web", ["gunicorn", "--config", "web/gunicorn.conf.py"], env)
     base_url = f"http://127.0.0.1:{port}"
 

@@ -118,7 +118,7 @@ def start_web(fault_env, processes, tmp_path):
     """start_web(**env) -> (Process, Browser) for gunicorn serving the real app."""
     def start(**env):
         port = free_port()
-        full_env = {**fault_env, "PORT": str(port), "WEB_CONCURRENCY": "4", **env}
+        full_env = {**fault_env, "APP_PORT": str(port), "WEB_CONCURRENCY": "4", **env}
         proc = Process("web", [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py"],
                        full_env, tmp_path / "web.log")
         processes.append(proc)
