@@ -1,0 +1,124 @@
+"""nginx in front of gunicorn (proxy/run), as `make run` starts them: what the
+public port serves and hides, and that slow clients cannot take the site down."""
+
+import socket
+import time
+import uuid
+
+import pytest
+
+from tests.frontend import FORM_HEADERS, Front, percentile, post_body, request
+from tests.servers import ROOT, wait_until
+from web.security import SECURITY_HEADERS
+
+SLOW_CLIENTS = 200
+
+
+@pytest.fixture(scope="module")
+def front(pg_server, tmp_path_factory):
+    front = Front(pg_server, tmp_path_factory.mktemp("front"))
+    try:
+        yield front.start()
+    finally:
+        front.destroy()
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics?format=text", "//metrics", "/%6Detrics"])
+def test_the_public_port_never_shows_metrics(front, path):
+    status, headers, _ = request(front.port, "GET", path)
+    assert status == 404
+    assert headers["Server"] == "nginx"  # nginx's answer: gunicorn was never asked
+
+
+def test_static_files_come_from_nginx_with_the_apps_security_headers(front):
+    status, headers, body = request(front.port, "GET", "/static/style.css")
+    assert status == 200
+    assert body == (ROOT / "web" / "static" / "style.css").read_text()
+    assert headers["Server"] == "nginx"
+    assert headers["Cache-Control"] == "max-age=3600"
+    for name, value in SECURITY_HEADERS.items():
+        assert headers[name] == value, name
+    assert "/static/style.css" not in front.processes["web"].log()
+
+
+def test_pages_come_from_the_app_through_the_proxy(front):
+    status, headers, body = request(front.port, "GET", "/")
+    assert status == 200 and 'name="csrf_token"' in body
+    assert headers["Content-Security-Policy"] == SECURITY_HEADERS["Content-Security-Policy"]
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_a_post_through_the_proxy_is_stored(front):
+    cookie, token = front.form()
+    sid = str(uuid.uuid4())
+    status, headers, body = request(front.port, "POST", "/", post_body(token, sid, name="Proxied"),
+                                    {**FORM_HEADERS, "Cookie": cookie})
+    assert status == 303, body
+    assert headers["Location"].endswith(f"/submissions/{sid}")
+    wait_until(lambda: front.count("SELECT count(*) FROM cats WHERE submission_id = %s", (sid,)), 30,
+               "the worker to store the post")
+
+
+def test_a_body_over_the_apps_limit_never_reaches_gunicorn(front):
+    status, headers, _ = request(front.port, "POST", "/", "name=" + "x" * 20000, FORM_HEADERS)
+    assert status == 413
+    assert headers["Server"] == "nginx"
+
+
+def open_slow_clients(port, n):
+    """n connections that send half a request line and then wait: each one
+    held a gunicorn sync worker when gunicorn faced visitors itself."""
+    clients = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /slow-client HT")
+        clients.append(s)
+    return clients
+
+
+def still_open(s):
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
+def test_slow_clients_do_not_stop_a_visitor(front, capsys):
+    started = time.monotonic()
+    clients = open_slow_clients(front.port, SLOW_CLIENTS)
+    try:
+        cookie, token = front.form()
+        gets, posts = [], []
+        # A visitor's pace, under the posts' rate limit: 40 pages and 40 posts.
+        for i in range(40):
+            t = time.perf_counter()
+            status, _, _ = request(front.port, "GET", "/")
+            gets.append(time.perf_counter() - t)
+            assert status == 200
+            t = time.perf_counter()
+            status, _, body = request(front.port, "POST", "/", post_body(token, str(uuid.uuid4()), name="Visitor"),
+                                      {**FORM_HEADERS, "Cookie": cookie})
+            posts.append(time.perf_counter() - t)
+            assert status == 303, body
+            time.sleep(0.06)
+        open_now = sum(still_open(s) for s in clients)
+        p99_get, p99_post = percentile(gets, 99) * 1000, percentile(posts, 99) * 1000
+        with capsys.disabled():
+            print(f"\n{SLOW_CLIENTS} slow clients held open ({open_now} still open after "
+                  f"{time.monotonic() - started:.1f}s): GET / p50 {percentile(gets, 50) * 1000:.1f} ms, "
+                  f"p99 {p99_get:.1f} ms; POST / p50 {percentile(posts, 50) * 1000:.1f} ms, p99 {p99_post:.1f} ms")
+        assert open_now == SLOW_CLIENTS, "the slow clients were cut off before the visitor's requests"
+        assert p99_get < 200 and p99_post < 200
+        # nginx cuts them off after client_header_timeout (10 s), without a request to gunicorn.
+        wait_until(lambda: not any(still_open(s) for s in clients), 20, "nginx to close the slow connections",
+                   interval=0.5)
+        assert time.monotonic() - started >= 9.5
+    finally:
+        for s in clients:
+            s.close()
+    assert "/slow-client" not in front.processes["web"].log()
