@@ -230,7 +230,7 @@ def test_the_proxy_hides_metrics_that_the_webs_own_listener_serves(stack):
     # Prometheus's route: the web's metrics listener (the app's port until the web binds it).
     port = stack.web_metrics_port if WEB_METRICS_LISTENER else stack.app_port
     status, _, body = Browser(f"http://127.0.0.1:{port}").request("/metrics")
-    assert status == 200 and "survey_submissions_accepted_total" in body
+    assert status == 200 and "survey_queue_up 1.0" in body
     # Static files come from nginx itself.
     status, headers, _ = stack.browser.request("/static/style.css")
     assert status == 200 and headers["Server"] == "nginx"
