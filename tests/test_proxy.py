@@ -231,3 +231,14 @@ def test_a_bad_rate_is_refused_before_nginx_starts(tmp_path):
                                                                   "PROXY_RUN_DIR": str(tmp_path)},
                             capture_output=True, text=True, timeout=10)
     assert result.returncode == 2 and "POST_RATE_LIMIT" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's nginx hands its workers to nobody")
+def test_static_files_in_a_private_checkout_are_served(echo_proxy, tmp_path):
+    # tmp_path is 0700 and root's, like a checkout under /root.
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "style.css").write_text("body {}\n")
+    port, _ = echo_proxy(STATIC_ROOT=str(static), PROXY_RUN_DIR=str(tmp_path / "run"))
+    status, _, body = request(port, "GET", "/static/style.css")
+    assert (status, body) == (200, "body {}\n")
