@@ -9,6 +9,8 @@ from wtforms import HiddenField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, ValidationError
 
+import submission as payload
+
 NAME_MAX = 50  # db/schema.sql checks the same limit
 
 COATS = [
@@ -124,10 +126,5 @@ class SurveyForm(FlaskForm):
                 for field, messages in self.errors.items() for message in messages]
 
     def submission(self, submitted_at):
-        return {
-            "id": self.submission_id.data,
-            "name": self.name.data,
-            "coat": self.coat.data,
-            "donut": self.donut.data,
-            "submitted_at": submitted_at.isoformat(),
-        }
+        """The job's payload, as the shared definition (submission/) builds it."""
+        return payload.build(self.submission_id.data, self.name.data, self.coat.data, self.donut.data, submitted_at)

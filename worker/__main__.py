@@ -18,23 +18,24 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from . import db, logs, metrics
+from . import db, failures, logs, metrics
+from .batch_worker import BatchWorker
 from .config import Config
 from .migrate import migrate
-from .survey_worker import SurveyWorker
 
 log = logging.getLogger("worker")
 
 
-def wait_for(what, attempt, deadline):
+def wait_for(what, attempt, deadline=None):
     """Retry `attempt` with backoff: in a stack started all at once the worker
-    often comes up before its servers, and should wait rather than crash."""
+    often comes up before its servers, and should wait rather than crash.
+    Without a deadline it waits for as long as it takes."""
     delay = 0.2
     while True:
         try:
             return attempt()
         except (redis.RedisError, psycopg2.OperationalError) as exc:
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise
             log.warning("waiting for %s: %s", what, str(exc).strip())
             time.sleep(delay)
@@ -43,14 +44,16 @@ def wait_for(what, attempt, deadline):
 
 def build_worker(config, connection):
     queue = Queue(config.queue_name, connection=connection, serializer=JSONSerializer)
-    return SurveyWorker(
+    return BatchWorker(
         [queue],
+        batch_size=config.batch_size,
         connection=connection,
         serializer=JSONSerializer,
         maintenance_interval=config.maintenance_interval,
         worker_ttl=config.worker_ttl,
-        # Counts retries and final failures, then lets RQ handle the job as usual.
-        exception_handlers=[metrics.count_failure],
+        # First spend a permanent failure's retries, then count retries and
+        # final failures; then RQ handles the job as usual.
+        exception_handlers=[failures.fail_fast, metrics.count_failure],
     )
 
 
@@ -58,29 +61,31 @@ def _exit_on_signal(signum, frame):
     raise SystemExit(0)
 
 
-def work(config, connection, burst, startup_timeout):
+def work(config, connection, burst):
     """Run RQ's work loop until asked to stop, starting a fresh one each time
-    a Redis outage ends it: under honcho or a supervisor a worker that quits
+    a Redis outage ends it, however long Redis stays away (as RQ's own loop
+    waits for it when idle): under honcho or a supervisor a worker that quits
     takes the pipeline down (or waits for a human), while Redis comes back."""
     while True:
-        worker = build_worker(config, connection)
-        config.name_file.write_text(worker.name)
+        worker = None
         try:
+            worker = build_worker(config, connection)  # names itself to Redis
+            config.name_file.write_text(worker.name)
             # The scheduler process moves retries whose back-off has elapsed back onto the queue.
             worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
         except redis.RedisError as exc:
             log.error("worker loop lost Redis: %s", exc)
             try:
-                worker.unsubscribe()
+                worker and worker.unsubscribe()
             except Exception:  # noqa: BLE001 - best effort; Redis is gone anyway
                 pass
-        if burst or worker.stop_requested:
+        if burst or (worker and worker.stop_requested):
             return 0
         # Between two loops a stop request must end the process, not RQ's old handlers.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         signal.signal(signal.SIGINT, _exit_on_signal)
         log.warning("worker loop ended without a stop request; starting a new one once Redis answers")
-        wait_for("redis", connection.ping, time.monotonic() + startup_timeout)
+        wait_for("redis", connection.ping)
 
 
 def main(argv=None, startup_timeout=300):
@@ -96,7 +101,7 @@ def main(argv=None, startup_timeout=300):
     db.configure(config.database_url)
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)
-    return work(config, connection, burst, startup_timeout)
+    return work(config, connection, burst)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class Config:
     # runs its maintenance between two waits, so this also bounds how long an
     # abandoned job can go unnoticed (RQ's default of 420 makes that 7 minutes).
     worker_ttl: int
+    # How many waiting submissions a worker stores with one INSERT, at most
+    # (worker/batch_worker.py); 1 stores each job alone, as RQ does.
+    batch_size: int
     # Where the worker writes its RQ name, for the container healthcheck to find.
     name_file: Path
     log_level: str
@@ -83,6 +86,7 @@ class Config:
             role_passwords={role: password for role, var in ROLE_PASSWORDS.items() if (password := secret(env, var))},
             maintenance_interval=int(env.get("WORKER_MAINTENANCE_INTERVAL", "30")),
             worker_ttl=int(env.get("WORKER_TTL", "45")),
+            batch_size=max(1, int(env.get("WORKER_BATCH_SIZE", "200"))),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
             log_format=env.get("LOG_FORMAT", "text"),

@@ -4,10 +4,13 @@ the outage) once Redis is back.  Redis restarted or crashed: what was queued
 before is still processed, thanks to its append-only file."""
 
 import re
+import sys
+import time
 
 import pytest
+from rq import Worker
 
-from tests.faults.conftest import queue, redis_down
+from tests.faults.conftest import Process, queue, redis_down, submission
 from tests.servers import wait_until
 
 
@@ -64,3 +67,33 @@ def test_jobs_queued_before_a_redis_restart_are_processed(
     start_worker()
     wait_until(lambda: len(stored_ids()) == 10, 60, "the queued jobs to be stored", interval=0.2)
     assert sorted(stored_ids()) == sorted(h["submission_id"] for h in forms)
+
+
+def test_worker_waits_for_redis_past_its_startup_timeout_after_losing_it_mid_job(
+        app, fault_env, processes, tmp_path, redis_server, redis_restored, row_lock, waiting_on_lock, redis,
+        stored_ids):
+    # `python -m worker` with a startup timeout of 1 s: an outage that begins
+    # mid-job must not end the worker 1 s later (it used to).
+    main = "import sys; from worker.__main__ import main; sys.exit(main(startup_timeout=1))"
+    worker = Process("worker", [sys.executable, "-c", main], fault_env, tmp_path / "worker.log")
+    processes.append(worker)
+    wait_until(lambda: any(w.pid == worker.pid for w in Worker.all(connection=redis)), 60, "the worker")
+    item = submission(name="Outage")
+    lock = row_lock(item["id"])
+    assert app.extensions["submission_queue"].enqueue(item)
+    wait_until(lambda: waiting_on_lock(1), 30, "the worker to be inside its job")
+
+    redis_server.stop()
+    try:
+        lock.rollback()  # the insert commits; the worker cannot tell RQ
+        wait_until(lambda: "waiting for redis" in worker.log(), 30, "the worker to wait for Redis")
+        time.sleep(5)  # five times its startup timeout
+        assert worker.alive(), worker.log()[-3000:]
+    finally:
+        redis_server.start()
+
+    # The same process works on once Redis is back.
+    later = submission(name="After")
+    assert app.extensions["submission_queue"].enqueue(later)
+    wait_until(lambda: later["id"] in stored_ids(), 60, "a job queued after the outage", interval=0.2)
+    assert worker.alive()

@@ -1,0 +1,45 @@
+"""One submission as it travels from the web to the worker: the job's payload.
+
+Both images copy this package (web/Dockerfile, worker/Dockerfile), so the
+web that writes a payload and the worker that reads it share one definition.
+A payload the worker cannot read is a permanent error: retrying it cannot
+help, so the worker fails its job at once (worker/failures.py)."""
+
+import uuid
+from datetime import datetime
+
+# Bump when a field changes meaning or type; a worker refuses versions it does not know.
+VERSION = 1
+# name: type, in the order of the table's columns.
+FIELDS = {"id": str, "name": str, "coat": str, "donut": str, "submitted_at": str}
+
+
+class PayloadError(ValueError):
+    """The payload does not match this definition."""
+
+
+def build(submission_id, name, coat, donut, submitted_at):
+    return {"version": VERSION, "id": submission_id, "name": name, "coat": coat, "donut": donut,
+            "submitted_at": submitted_at.isoformat()}
+
+
+def parse(payload):
+    """The payload's fields, checked against this definition; PayloadError if they do not match."""
+    if not isinstance(payload, dict):
+        raise PayloadError(f"payload is a {type(payload).__name__}, not an object")
+    # Jobs queued before the payload carried a version are version 1.
+    version = payload.get("version", 1)
+    if version != VERSION:
+        raise PayloadError(f"payload version {version!r}, this worker reads version {VERSION}")
+    fields = set(payload) - {"version"}
+    if fields != set(FIELDS):
+        raise PayloadError(f"payload fields {sorted(fields)}, expected {sorted(FIELDS)}")
+    for name, kind in FIELDS.items():
+        if not isinstance(payload[name], kind):
+            raise PayloadError(f"payload field {name} is a {type(payload[name]).__name__}, not a {kind.__name__}")
+    try:
+        uuid.UUID(payload["id"])
+        datetime.fromisoformat(payload["submitted_at"])
+    except ValueError as exc:
+        raise PayloadError(f"payload field unreadable: {exc}") from None
+    return {name: payload[name] for name in FIELDS}

@@ -1,0 +1,95 @@
+"""A worker SIGKILLed in the middle of a batch (worker/batch_worker.py).
+
+Each job of a batch is in RQ's StartedJobRegistry with its own execution
+before the INSERT runs, so an abandoned batch comes back the way an
+abandoned single job does (tests/faults/test_worker_crash.py): once the
+entries expire (job timeout + 60 s), a worker's maintenance retries each job,
+and ON CONFLICT makes the rows that were already committed no-ops."""
+
+import signal
+import time
+
+import psycopg2
+from rq.job import JobStatus
+
+from tests.faults.conftest import failed, queue, submission
+from tests.servers import wait_until
+from worker.config import Config
+from worker.migrate import migrate
+
+JOB_TIMEOUT = 10
+BATCH = 60
+LOCK = 4242
+# Every INSERT into cats waits, inside its transaction, for the test to let go of an advisory lock.
+HOLD_INSERTS = f"""
+CREATE FUNCTION hold_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_xact_lock_shared({LOCK}); RETURN NULL; END $$;
+CREATE TRIGGER hold_inserts BEFORE INSERT ON cats FOR EACH STATEMENT EXECUTE FUNCTION hold_inserts();
+"""
+RELEASE_INSERTS = "DROP TRIGGER IF EXISTS hold_inserts ON cats; DROP FUNCTION IF EXISTS hold_inserts();"
+
+
+def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once(
+        app, fault_env, env, start_worker, redis_server, redis_restored, waiting_on_lock, redis, stored_ids):
+    """A: the worker is killed while its batch's INSERT is in flight;
+    B: the worker is killed after its batch's INSERT committed, before RQ heard of it."""
+    submissions = app.extensions["submission_queue"]
+    submissions.job_options["timeout"] = JOB_TIMEOUT
+    # Workers below start without applying the schema: that would wait on the held inserts.
+    migrate(Config.from_env(fault_env))
+    owner = psycopg2.connect(env["DATABASE_URL"])
+    owner.autocommit = True
+    try:
+        with owner.cursor() as cur:
+            cur.execute(HOLD_INSERTS)
+            cur.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+
+        batches, workers = {}, {}
+        for n, name in enumerate("AB", start=1):
+            # Queued before the worker starts, so its first dequeue finds them all waiting.
+            batches[name] = [submission(name=f"{name} {i}") for i in range(BATCH)]
+            for item in batches[name]:
+                assert submissions.enqueue(item)
+            workers[name] = start_worker(MIGRATE_ON_START="0")
+            wait_until(lambda: waiting_on_lock(n), 30, f"batch {name}'s insert to be in flight")
+            # One batch: every job started, each with its own entry in the started registry.
+            wait_until(lambda: queue(redis).started_job_registry.count == n * BATCH, 10, f"batch {name} started")
+            assert all(queue(redis).fetch_job(s["id"]).get_status() == JobStatus.STARTED for s in batches[name])
+            if name == "A":
+                workers["A"].signal(signal.SIGKILL)
+                assert workers["A"].wait(10) == -signal.SIGKILL
+
+        # B: freeze Redis, let the inserts go on (A's orphaned backend never
+        # commits: its client is gone), kill B's worker while it waits on Redis.
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            with owner.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+            wait_until(lambda: len(stored_ids()) >= BATCH, 30, "batch B's insert to commit")
+            workers["B"].signal(signal.SIGKILL)
+            assert workers["B"].wait(10) == -signal.SIGKILL
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        killed_at = time.monotonic()
+        with owner.cursor() as cur:
+            cur.execute(RELEASE_INSERTS)  # waits for A's orphaned backend to end
+        assert sorted(stored_ids()) == sorted(s["id"] for s in batches["B"])
+    finally:
+        with owner.cursor() as cur:
+            cur.execute(RELEASE_INSERTS)
+        owner.close()
+
+    everything = batches["A"] + batches["B"]
+    for item in everything:
+        assert queue(redis).fetch_job(item["id"]).get_status() == JobStatus.STARTED
+    start_worker()
+    wait_until(lambda: all(queue(redis).fetch_job(s["id"]).get_status() == JobStatus.FINISHED for s in everything),
+               JOB_TIMEOUT + 60 + 30, "the abandoned batches to finish", interval=0.5)
+    print(f"abandoned batches recovered {time.monotonic() - killed_at:.1f}s after the kills")
+    ids = stored_ids()
+    assert len(ids) == len(set(ids)) == 2 * BATCH  # each exactly once
+    assert sorted(ids) == sorted(s["id"] for s in everything)
+    assert failed(redis).count == 0
+    for item in everything:
+        # Retried by StartedJobRegistry.cleanup (one retry spent), as an abandoned single job is.
+        assert queue(redis).fetch_job(item["id"]).retries_left == 9

@@ -1,0 +1,110 @@
+"""A minimal Kustomize for deploy/kubernetes: no kustomize or kubectl binary
+can be installed where the tests run (Debian's kubernetes-client is 1.20,
+whose kustomize knows no `patches`; PyPI has none).
+
+It renders only what the kustomizations there use, and refuses anything
+else, so a new field fails here instead of rendering wrong:
+- namespace: set on every object (all of ours are namespaced);
+- resources: YAML files, or directories holding a kustomization.yaml;
+- images: name -> newName and/or newTag;
+- patches: files of strategic-merge patches (maps merged key by key, lists
+  of named items merged by name, other lists replaced), each naming its
+  target by kind and metadata.name.
+"""
+
+import copy
+from pathlib import Path
+
+import yaml
+
+SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "images", "patches"}
+
+
+def load_documents(path):
+    with open(path) as fh:
+        return [doc for doc in yaml.safe_load_all(fh) if doc]
+
+
+def render(directory):
+    """The objects `kustomize build directory` makes, in the order listed."""
+    directory = Path(directory)
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(kustomization) - SUPPORTED
+    if unknown:
+        raise ValueError(f"{directory}: tests/kubernetes/render.py does not render {sorted(unknown)}")
+    objects = []
+    for entry in kustomization.get("resources", []):
+        path = directory / entry
+        objects += render(path) if path.is_dir() else load_documents(path)
+    for patch in kustomization.get("patches", []):
+        if set(patch) != {"path"}:
+            raise ValueError(f"{directory}: only file patches are rendered, not {patch}")
+        for doc in load_documents(directory / patch["path"]):
+            target = _find(objects, doc["kind"], doc["metadata"]["name"], directory)
+            merged = _merge(target, doc)
+            target.clear()
+            target.update(merged)
+    for image in kustomization.get("images", []):
+        _set_image(objects, image, directory)
+    if "namespace" in kustomization:
+        for obj in objects:
+            obj["metadata"]["namespace"] = kustomization["namespace"]
+    return objects
+
+
+def _find(objects, kind, name, directory):
+    found = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] == name]
+    if len(found) != 1:
+        raise ValueError(f"{directory}: a patch names {kind}/{name}, found {len(found)}")
+    return found[0]
+
+
+def _merge(base, patch):
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = copy.deepcopy(base)
+        for key, value in patch.items():
+            merged[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    if (isinstance(base, list) and isinstance(patch, list)
+            and all(isinstance(item, dict) and "name" in item for item in base + patch)):
+        merged = [copy.deepcopy(item) for item in base]
+        for item in patch:
+            same = [i for i, old in enumerate(merged) if old["name"] == item["name"]]
+            if same:
+                merged[same[0]] = _merge(merged[same[0]], item)
+            else:
+                merged.append(copy.deepcopy(item))
+        return merged
+    return copy.deepcopy(patch)
+
+
+def pod_spec(obj):
+    """The pod template's spec of a workload, or None."""
+    spec = obj.get("spec", {})
+    if obj["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec.get("template", {}).get("spec")
+
+
+def containers(obj):
+    spec = pod_spec(obj)
+    if spec is None:
+        return []
+    return spec.get("initContainers", []) + spec.get("containers", [])
+
+
+def _set_image(objects, image, directory):
+    unknown = set(image) - {"name", "newName", "newTag"}
+    if unknown:
+        raise ValueError(f"{directory}: images: {sorted(unknown)} is not rendered")
+    used = False
+    for obj in objects:
+        for container in containers(obj):
+            name, _, tag = container["image"].partition(":")
+            if name == image["name"]:
+                used = True
+                name = image.get("newName", name)
+                tag = image.get("newTag", tag)
+                container["image"] = f"{name}:{tag}" if tag else name
+    if not used:
+        raise ValueError(f"{directory}: images: no container runs {image['name']}")
