@@ -124,7 +124,6 @@ class Round:
         for n in DRAIN_WORKERS:
             s.sql("TRUNCATE cats")
             restore_redis(s.redis, snapshot)
-            start = time.monotonic()
             s.start_workers(n)
             seconds = wait_stored(s, r["accepted"], self.o.drain_timeout)
             worker_rss += s.worker_peak_rss_mb()

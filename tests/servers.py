@@ -110,7 +110,9 @@ class PostgresServer:
 
 
 class RedisServer:
-    """Configured like scripts/run-redis."""
+    """Configured as every Redis of the project is (redis/redis.conf)."""
+
+    config = ROOT / "redis" / "redis.conf"
 
     def __init__(self, base_dir=None):
         self.tmp = Path(tempfile.mkdtemp(prefix="survey-redis-", dir=base_dir))
@@ -121,8 +123,7 @@ class RedisServer:
 
     def start(self):
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.tmp),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--hash-max-listpack-value", "1024"],
+            ["redis-server", str(self.config), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.tmp)],
             stdout=open(self.tmp / "log", "ab"), stderr=subprocess.STDOUT,
         )
         client = redis.Redis(port=self.port)

@@ -4,16 +4,27 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+import re
 import signal
+import socket
 import subprocess
 import uuid
 
 import psycopg2
 import pytest
+from psycopg2.extensions import make_dsn
 
 from tests.http import Browser
 from tests.scrape import samples, value
-from tests.servers import ROOT, free_port, wait_until
+from tests.servers import ROOT, free_port, pg_bindir, wait_until
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def stored(database_url, submission_id):
@@ -34,21 +45,26 @@ def stored(database_url, submission_id):
 class Runner:
     def __init__(self, tmp_path, **env):
         self.port = free_port()
+        self.app_port, self.web_metrics_port = free_port(), free_port()
         # Like a checkout in a shared folder: reachable by the postgres user.
         data_dir = Path(tempfile.mkdtemp(prefix="survey-run-"))
         data_dir.chmod(0o755)
         self.data_dir = data_dir
         self.log = open(tmp_path / "run.log", "wb")
         self.env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(self.port),
+                    "APP_PORT": str(self.app_port), "WEB_METRICS_PORT": str(self.web_metrics_port),
                     "DB_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
                     "WORKER_METRICS_PORT": str(free_port()), **env}
-        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMETHEUS_MULTIPROC_DIR"):
+        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SECRET_KEY_FILE", "PROMETHEUS_MULTIPROC_DIR",
+                    "DATABASE_PASSWORD_FILE", "WORKER_DATABASE_PASSWORD_FILE", "WEB_DATABASE_PASSWORD_FILE",
+                    "AUDITOR_DATABASE_PASSWORD", "AUDITOR_DATABASE_PASSWORD_FILE"):
             if key not in env:
                 self.env.pop(key, None)
         self.log_path = tmp_path / "run.log"
         self.proc = None
 
     def start(self):
+        self.log_offset = len(self.log_path.read_text()) if self.log_path.exists() else 0
         # Its own process group, so the test can press "Ctrl-C" on the whole of it.
         self.proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -64,9 +80,42 @@ class Runner:
         wait_until(ready, 120, "make run to answer /readyz", interval=0.3)
         return browser
 
+    def ports(self):
+        """Every port `make run` opens: proxy, gunicorn, and the servers it starts."""
+        ports = {"proxy": self.port, "gunicorn": self.app_port, "worker metrics": int(self.env["WORKER_METRICS_PORT"])}
+        ports["web metrics"] = self.web_metrics_port
+        if "DATABASE_URL" not in self.env:
+            ports["db"] = int(self.env["DB_PORT"])
+        if "REDIS_URL" not in self.env:
+            ports["redis"] = int(self.env["REDIS_PORT"])
+        return ports
+
+    def secret(self, name):
+        return (self.data_dir / "secrets" / name).read_text().strip()
+
+    def owner_url(self):
+        """The owner's connection, with the password make run made on its first start."""
+        return make_dsn(f"postgresql://survey@127.0.0.1:{self.env['DB_PORT']}/survey", password=self.secret("db_password"))
+
     def interrupt(self):
+        """Ctrl-C, as a terminal sends it to the whole foreground group; waits for the runner to exit."""
         os.killpg(self.proc.pid, signal.SIGINT)
-        return self.proc.wait(60)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"make run did not stop within 60 s of Ctrl-C:\n{self.log_path.read_text()[-3000:]}")
+        log = self.log_path.read_text()
+        log = log[self.log_offset:]
+        # honcho stopped every process itself, none needed SIGKILL, and it
+        # exited with the Ctrl-C status (130); make then ends itself by SIGINT.
+        assert "SIGINT received" in log and "SIGKILL" not in log, log[-3000:]
+        assert re.search(r"make: \*\*\* \[Makefile:\d+: run\] Error 130", log), log[-2000:]
+        assert self.proc.returncode == -signal.SIGINT
+        for name in ("proxy", "web", "worker") + (("db", "redis") if "DATABASE_URL" not in self.env else ()):
+            assert re.search(rf"\| {name}\.1 stopped", log), f"{name} did not stop:\n{log[-3000:]}"
+        for what, port in self.ports().items():
+            assert not listening(port), f"{what} still listens on {port} after make run stopped"
+        return self.proc.returncode
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -91,26 +140,49 @@ def runner(tmp_path):
 def test_make_run_stores_a_post_and_keeps_it_across_restarts(runner):
     run = runner()
     browser = run.start()
-    database_url = f"postgresql://survey@127.0.0.1:{run.env['DB_PORT']}/survey"
+    for what, port in run.ports().items():
+        assert listening(port), f"make run's {what} does not listen on {port}"
+    database_url = run.owner_url()
 
     status, headers, _, sid = browser.submit(name="Pika", coat="tortie", donut="strawberry")
     assert status == 303, headers
     assert wait_until(lambda: stored(database_url, sid), 30, "the row") == [("Pika", "tortie", "strawberry")]
     receipt = browser.request(f"/submissions/{sid}.json")
     assert '"state":"stored"' in receipt[2]
-    # The operator's views: the web's counters (kept under DATA_DIR), the worker's own.
-    assert value(samples(browser.request("/metrics")[2]), "survey_submissions_accepted_total", enqueue="queued") == 1
+    # The operator's views, off the public port: the web's counters (kept
+    # under DATA_DIR), the worker's own.  Visitors get a 404 from nginx.
+    assert browser.request("/metrics")[0] == 404
+    metrics = Browser(f"http://127.0.0.1:{run.web_metrics_port}")
+    assert value(samples(metrics.request("/metrics")[2]), "survey_submissions_accepted_total", enqueue="queued") == 1
     assert list((run.data_dir / "web-metrics").glob("*.db"))
     worker = Browser(f"http://127.0.0.1:{run.env['WORKER_METRICS_PORT']}")
     assert value(samples(worker.request("/metrics")[2]), "survey_worker_jobs_total", outcome="stored") == 1
 
-    assert run.interrupt() is not None, "make run did not stop on Ctrl-C"
-    # Everything it started has stopped: its ports are free again.
+    run.interrupt()
     assert stored(database_url, sid) is None
 
     # The data directory survives: start again, the row is still there.
     browser = run.start()
     assert stored(database_url, sid) == [("Pika", "tortie", "strawberry")]
+    run.interrupt()
+
+
+def test_make_run_wants_a_password_from_every_role_over_tcp(runner):
+    run = runner(AUDITOR_DATABASE_PASSWORD="the auditor's own")
+    run.start()
+    secrets = run.data_dir / "secrets"
+    for name in ("db_password", "worker_db_password", "web_db_password", "auditor_db_password", "secret_key"):
+        assert (secrets / name).stat().st_mode & 0o777 == 0o600, name
+    base = f"postgresql://{{}}@127.0.0.1:{run.env['DB_PORT']}/survey"
+    for role, password in (("survey", run.secret("db_password")), ("survey_worker", run.secret("worker_db_password")),
+                           ("survey_web", run.secret("web_db_password")), ("auditor", "the auditor's own")):
+        with pytest.raises(psycopg2.OperationalError, match="password"):
+            psycopg2.connect(base.format(role), connect_timeout=5).close()
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(make_dsn(base.format(role), password="wrong"), connect_timeout=5).close()
+        psycopg2.connect(make_dsn(base.format(role), password=password), connect_timeout=5).close()
+    # The database existed before TCP opened: the worker never met a server without it.
+    assert 'database "survey" does not exist' not in run.log_path.read_text()
     run.interrupt()
 
 
@@ -130,8 +202,9 @@ def test_make_run_uses_given_servers_and_applies_the_schema(runner, pg_server, r
 def test_make_run_as_root_with_a_private_data_dir(runner, tmp_path):
     # tmp_path is 0700 and root's, like a checkout under /root.
     run = runner(DATA_DIR=str(tmp_path / "data"))
+    run.data_dir = tmp_path / "data"
     browser = run.start()
-    database_url = f"postgresql://survey@127.0.0.1:{run.env['DB_PORT']}/survey"
+    database_url = run.owner_url()
     status, _, _, sid = browser.submit(name="Kit", coat="black", donut="glazed")
     assert status == 303
     assert wait_until(lambda: stored(database_url, sid), 30, "the row") == [("Kit", "black", "glazed")]
@@ -139,3 +212,22 @@ def test_make_run_as_root_with_a_private_data_dir(runner, tmp_path):
     assert link.is_symlink()
     run.interrupt()
     shutil.rmtree(link.resolve())
+
+
+def test_a_data_dir_from_before_passwords_gets_them(runner):
+    run = runner()
+    # The cluster an older make run made: initdb with every local connection trusted.
+    pgdata = run.data_dir / "postgres"
+    as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] if os.geteuid() == 0 else []
+    pgdata.mkdir(mode=0o700)
+    if as_pg:
+        shutil.chown(pgdata, "postgres", "postgres")
+    subprocess.run(as_pg + [f"{pg_bindir()}/initdb", "-D", str(pgdata), "-U", "survey", "--auth=trust",
+                            "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+    browser = run.start()
+    with pytest.raises(psycopg2.OperationalError, match="password"):
+        psycopg2.connect(f"postgresql://survey@127.0.0.1:{run.env['DB_PORT']}/survey", connect_timeout=5).close()
+    status, _, _, sid = browser.submit(name="Old", coat="grey", donut="maple")
+    assert status == 303
+    assert wait_until(lambda: stored(run.owner_url(), sid), 30, "the row") == [("Old", "grey", "maple")]
+    run.interrupt()

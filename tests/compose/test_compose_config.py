@@ -11,7 +11,7 @@ import pytest
 from tests.compose.tools import COMPOSE_FILE, HADOLINT, clean_env, compose_cmd, compose_config
 from tests.servers import ROOT
 
-DOCKERFILES = sorted(p for p in ROOT.glob("*/Dockerfile") if p.parent.name in ("web", "worker"))
+DOCKERFILES = sorted(p for p in ROOT.glob("*/Dockerfile") if p.parent.name in ("web", "worker", "proxy"))
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,8 @@ def test_compose_config_is_valid():
     assert not re.search(r"^version:", COMPOSE_FILE.read_text(), re.M), "the obsolete version key"
 
 
-def test_four_services_and_their_one_shots(config):
-    assert {"web", "worker", "db", "redis"} <= set(config["services"])
+def test_five_services_and_their_one_shots(config):
+    assert {"proxy", "web", "worker", "db", "redis"} <= set(config["services"])
 
 
 def test_every_service_healthy_dependency_has_a_healthcheck(config):
@@ -48,22 +48,42 @@ def test_worker_and_web_wait_for_healthy_servers(config):
     assert web["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_servers_are_not_published(config):
-    for name in ("db", "redis"):
-        assert not config["services"][name].get("ports"), f"{name} must not be published to the host"
+def test_only_the_proxy_is_published(config):
+    for name, service in config["services"].items():
+        if name != "proxy":
+            assert not service.get("ports"), f"{name} must not be published to the host"
 
 
-def test_web_is_published_on_the_tutorial_port(config):
-    (port,) = config["services"]["web"]["ports"]
+def test_the_proxy_is_published_on_the_tutorial_port(config):
+    (port,) = config["services"]["proxy"]["ports"]
     assert port["published"] == "2154"
     # Where the README opens it; WEB_BIND=0.0.0.0 is the user's choice to make.
     assert port["host_ip"] == "127.0.0.1"
-    # The image's gunicorn listens there (web/Dockerfile: HOST=0.0.0.0, PORT=2154).
+    # The image's nginx listens there (proxy/Dockerfile: HOST=0.0.0.0, PORT=2154).
     assert port["target"] == 2154
-    dockerfile = (ROOT / "web" / "Dockerfile").read_text()
-    assert re.search(r"^\s+HOST=0\.0\.0\.0 \\$", dockerfile, re.M)
-    assert re.search(r"^\s+PORT=2154$", dockerfile, re.M)
-    assert "PORT" not in config["services"]["web"]["environment"]
+    dockerfile = (ROOT / "proxy" / "Dockerfile").read_text()
+    assert re.search(r"^ENV HOST=0\.0\.0\.0 \\$", dockerfile, re.M)
+    assert re.search(r"^\s+PORT=2154 \\$", dockerfile, re.M)
+    proxy, web = config["services"]["proxy"], config["services"]["web"]
+    assert "PORT" not in proxy["environment"]
+    # It forwards to the web's app listener, which is the one it waits for.
+    assert proxy["environment"]["APP_HOST"] == "web"
+    assert proxy["environment"]["APP_PORT"] == web["environment"]["APP_PORT"] == "2156"
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert web["environment"]["HOST"] == "0.0.0.0"
+    assert web["environment"]["WEB_METRICS_PORT"] == "2157"
+    assert proxy["environment"]["POST_RATE_LIMIT"] == "20r/s"
+    assert re.fullmatch(r"nginx:1\.27[\w.-]*", proxy["build"]["args"]["NGINX_IMAGE"])
+
+
+def test_each_service_mounts_only_its_own_secrets(config):
+    mounts = {name: {v["source"]: v for v in service.get("volumes", []) if v["type"] == "volume" and "secrets" in v["source"]}
+              for name, service in config["services"].items()}
+    assert set(mounts["secrets"]) == {"db-secrets", "migrate-secrets", "worker-secrets", "web-secrets", "secrets"}
+    for name in ("db", "migrate", "worker", "web"):
+        (volume,) = mounts[name].values()
+        assert volume["source"] == f"{name}-secrets" and volume["read_only"], name
+    assert not mounts["proxy"] and not mounts["redis"]
 
 
 def test_worker_can_scale(config):
@@ -76,17 +96,17 @@ def test_builds_exist_and_images_are_pinned(config):
         if "build" in service:
             build = service["build"]
             assert (Path(build["context"]) / build["dockerfile"]).is_file(), build
-            base = build["args"]["PYTHON_IMAGE"]
-            assert re.fullmatch(r"python:3\.11[\w.-]*", base), base
+            (base,) = build["args"].values()
+            assert re.fullmatch(r"(python:3\.11|nginx:1\.27)[\w.-]*", base), base
         else:
             image = service["image"]
             assert re.fullmatch(r"[\w./-]+:\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned to major.minor"
 
 
-def test_web_and_worker_run_the_runners_commands(config):
+def test_proxy_web_and_worker_run_the_runners_commands(config):
     runner = procfile()
-    assert config["services"]["web"]["command"] == runner["web"]
-    assert config["services"]["worker"]["command"] == runner["worker"]
+    for name in ("proxy", "web", "worker"):
+        assert config["services"][name]["command"] == runner[name], name
 
 
 def test_dockerfiles_run_the_runners_commands():
@@ -106,23 +126,31 @@ def test_the_live_tests_override_keeps_everything_on_loopback(config):
     """tests/compose/compose.host.yml: host networking for every service (so
     Compose makes no network), servers bound to 127.0.0.1, nothing published."""
     override = ROOT / "tests" / "compose" / "compose.host.yml"
-    env = {**clean_env(), "DB_PORT": "25432", "REDIS_PORT": "26379", "WEB_PORT": "22154"}
+    env = {**clean_env(), "DB_PORT": "25432", "REDIS_PORT": "26379", "WEB_PORT": "22154", "APP_PORT": "22156",
+           "WEB_METRICS_PORT": "22157"}
     live = compose_config(files=(COMPOSE_FILE, override), env=env)
     assert not live.get("networks")
     assert set(live["services"]) == set(config["services"]), "every service needs its override"
     for name, service in live["services"].items():
         assert service["network_mode"] == "host", name
         assert not service.get("ports"), name
-        assert sorted(service["extra_hosts"]) == ["db=127.0.0.1", "redis=127.0.0.1"], name
+        assert sorted(service["extra_hosts"]) == ["db=127.0.0.1", "redis=127.0.0.1", "web=127.0.0.1"], name
         if "build" in service:
             assert service["build"]["network"] == "host", name
     services = live["services"]
     base_redis = config["services"]["redis"]["command"]
     assert services["redis"]["command"] == base_redis + ["--bind", "127.0.0.1", "--port", "26379"]
+    assert base_redis == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    (conf,) = [v for v in config["services"]["redis"]["volumes"] if v["target"] == base_redis[1]]
+    assert conf["source"] == str(ROOT / "redis" / "redis.conf") and conf["read_only"]
     assert services["db"]["command"][-2:] == ["-c", "listen_addresses=127.0.0.1"]
     assert services["db"]["environment"]["PGPORT"] == "25432"
     assert services["web"]["environment"]["HOST"] == "127.0.0.1"
-    assert services["web"]["environment"]["PORT"] == "22154"
+    assert services["web"]["environment"]["APP_PORT"] == "22156"
+    assert services["web"]["environment"]["WEB_METRICS_PORT"] == "22157"
+    assert services["proxy"]["environment"]["HOST"] == "127.0.0.1"
+    assert services["proxy"]["environment"]["PORT"] == "22154"
+    assert services["proxy"]["environment"]["APP_PORT"] == "22156"
     # Each on the test's port, and as its own role: only migrate is the owner.
     for name, variable, user in (("migrate", "DATABASE_URL", "survey"),
                                  ("worker", "WORKER_DATABASE_URL", "survey_worker"),

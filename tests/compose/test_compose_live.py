@@ -24,12 +24,14 @@ from tests.compose.tools import COMPOSE_FILE, clean_env, compose_cmd, compose_co
 from tests.http import Browser
 from tests.servers import ROOT, free_port, wait_until
 
+
 HOST_OVERRIDE = ROOT / "tests" / "compose" / "compose.host.yml"
 ARTIFACTS = ROOT / "test-artifacts"
 STAND_INS = {
     "PYTHON_IMAGE": "survey-standin/python:3.11-slim",
     "POSTGRES_IMAGE": "survey-standin/postgres:15",
     "REDIS_IMAGE": "survey-standin/redis:7",
+    "NGINX_IMAGE": "survey-standin/nginx:1.27",
 }
 # Cold, the engine installs nothing (bootstrap did) but the stand-ins are
 # debootstrapped and pip downloads the requirements: a few minutes.
@@ -75,6 +77,7 @@ class Stack:
     def __init__(self, docker_host, images):
         self.project = f"survey-live-{uuid.uuid4().hex[:8]}"
         self.db_port, self.redis_port, self.web_port = free_port(), free_port(), free_port()
+        self.app_port, self.web_metrics_port = free_port(), free_port()
         self.env = {
             **clean_env(),
             **images,
@@ -83,6 +86,8 @@ class Stack:
             "DB_PORT": str(self.db_port),
             "REDIS_PORT": str(self.redis_port),
             "WEB_PORT": str(self.web_port),
+            "APP_PORT": str(self.app_port),
+            "WEB_METRICS_PORT": str(self.web_metrics_port),
             # Compose builds with the engine's own BuildKit, not through a buildx plugin
             # that Debian's docker.io does not ship.
             "COMPOSE_BAKE": "false",
@@ -92,6 +97,7 @@ class Stack:
         }
         self.env.pop("DOCKER_CONTEXT", None)
         self.redis_url = f"redis://redis:{self.redis_port}/0"
+        # Visitors go through the proxy, as the published port does outside the test.
         self.browser = Browser(f"http://127.0.0.1:{self.web_port}")
 
     def config(self):
@@ -178,8 +184,8 @@ def submission(stack):
 
 def test_every_service_is_healthy_and_the_one_shots_succeeded(stack):
     services = {row["Service"]: row for row in stack.services()}
-    assert set(services) == {"secrets", "db", "redis", "migrate", "worker", "web"}
-    for name in ("db", "redis", "worker", "web"):
+    assert set(services) == {"secrets", "db", "redis", "migrate", "worker", "web", "proxy"}
+    for name in ("db", "redis", "worker", "web", "proxy"):
         assert services[name]["State"] == "running", services[name]
         assert services[name]["Health"] == "healthy", services[name]
     for name in ("secrets", "migrate"):
@@ -204,7 +210,8 @@ LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1
 
 
 def test_every_server_listens_on_loopback_only(stack):
-    for what, port in (("db", stack.db_port), ("redis", stack.redis_port), ("web", stack.web_port)):
+    for what, port in (("db", stack.db_port), ("redis", stack.redis_port), ("proxy", stack.web_port),
+                       ("web", stack.app_port)):
         addresses = listening_addresses(port)
         assert addresses and addresses <= LOOPBACK, f"{what} listens on {addresses}"
 
@@ -213,6 +220,42 @@ def test_the_web_is_ready(stack):
     status, _, body = stack.browser.request("/readyz")
     assert status == 200, body
     assert json.loads(body) == {"status": "ok", "postgres": "ok", "redis": "ok"}
+
+
+def test_the_proxy_hides_metrics_that_the_webs_own_listener_serves(stack):
+    status, headers, _ = stack.browser.request("/metrics")
+    assert status == 404 and headers["Server"] == "nginx"
+    # Prometheus's route: the web's metrics listener.
+    port = stack.web_metrics_port
+    status, _, body = Browser(f"http://127.0.0.1:{port}").request("/metrics")
+    assert status == 200 and "survey_queue_up 1.0" in body
+    # Static files come from nginx itself.
+    status, headers, _ = stack.browser.request("/static/style.css")
+    assert status == 200 and headers["Server"] == "nginx"
+
+
+def test_posts_from_one_address_are_rate_limited(stack):
+    assert stack.config()["services"]["proxy"]["environment"]["POST_RATE_LIMIT"] == "20r/s"
+    form = stack.browser.form()
+    for _ in range(100):  # a burst of 40 is let through, then 20 a second
+        stack.browser.request("/", {**form, "name": "Burst", "coat": "tabby", "donut": "glazed"})
+    logs = stack.compose("logs", "--no-color", "proxy").stdout
+    assert 'limiting requests' in logs and 'zone "posts"' in logs, logs[-3000:]
+
+
+def test_the_web_reads_only_its_own_secrets(stack):
+    listing = stack.compose("exec", "-T", "web", "ls", "-ln", "/run/survey-secrets").stdout
+    files = {line.split()[-1]: line.split() for line in listing.splitlines() if not line.startswith("total")}
+    assert set(files) == {"web_db_password", "secret_key"}, listing
+    for name, fields in files.items():
+        assert fields[0] == "-r--------" and fields[2] == "10001", listing
+    for other in ("db_password", "worker_db_password", "auditor_db_password"):
+        denied = stack.compose("exec", "-T", "web", "cat", f"/run/survey-secrets/{other}", check=False)
+        assert denied.returncode != 0 and "No such file" in denied.stderr, other
+    # The database's copy of the owner's password is the postgres user's alone.
+    listing = stack.compose("exec", "-T", "db", "ls", "-ln", "/run/survey-secrets").stdout
+    assert re.search(r"^-r-------- +1 999 +999 .* db_password$", listing, re.M), listing
+    assert len([line for line in listing.splitlines() if not line.startswith("total")]) == 1, listing
 
 
 def test_a_form_post_becomes_a_row(stack, submission):

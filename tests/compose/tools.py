@@ -18,7 +18,8 @@ COMPOSE_FILE = ROOT / "compose.yml"
 
 # Variables compose.yml reads, and Compose's own: the static checks must see the
 # file's defaults, not whatever the shell running the tests has exported.
-STACK_VARIABLES = ("PYTHON_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "WEB_PORT", "WEB_BIND",
+STACK_VARIABLES = ("PYTHON_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "NGINX_IMAGE", "WEB_PORT", "WEB_BIND",
+                   "APP_PORT", "WEB_METRICS_PORT", "POST_RATE_LIMIT",
                    "DB_PORT", "REDIS_PORT", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES")
 
 
