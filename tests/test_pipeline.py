@@ -97,3 +97,23 @@ def test_stored_state_comes_from_the_row_once_the_job_is_gone(client, post_form,
     redis.flushall()  # result_ttl expired, or Redis was rebuilt
     assert client.get(f"/submissions/{hidden['submission_id']}.json").get_json()["state"] == "stored"
 
+
+
+def test_receipt_of_a_stored_submission_is_unknown_not_missing_while_the_database_is_down(
+        post_form, fresh_form, redis, run_worker, client, pg_server):
+    hidden = fresh_form()
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    # The finished job has outlived JOB_RESULT_TTL: only the row knows the submission now.
+    Job.fetch(hidden["submission_id"], connection=redis, serializer=JSONSerializer).delete()
+    pg_server.stop()
+    try:
+        response = client.get(f"/submissions/{hidden['submission_id']}.json")
+        assert response.status_code == 200
+        assert response.get_json()["state"] == "unknown"
+        # Without the database an unknown id can't be told from a stored one either.
+        assert client.get(f"/submissions/{uuid.uuid4()}.json").get_json()["state"] == "unknown"
+    finally:
+        pg_server.start()
+    assert client.get(f"/submissions/{hidden['submission_id']}.json").get_json()["state"] == "stored"
+    assert client.get(f"/submissions/{uuid.uuid4()}.json").status_code == 404

@@ -79,7 +79,7 @@ def from_env(env=os.environ):
         "JOB_RETRY_INTERVALS": [int(s) for s in env.get("JOB_RETRY_INTERVALS", "1,2,5,10,30,60,120,300,600,600").split(",")],
         "JOB_TIMEOUT": int(env.get("JOB_TIMEOUT", "30")),
         "JOB_FAILURE_TTL": int(env.get("JOB_FAILURE_TTL", str(30 * 24 * 3600))),
-        "JOB_RESULT_TTL": int(env.get("JOB_RESULT_TTL", "600")),
+        "JOB_RESULT_TTL": int(env.get("JOB_RESULT_TTL", "60")),
         # Far above any valid form, far below anything that costs us memory.
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", "16384")),
         # Tokens live as long as a visitor might leave the form open.

@@ -106,12 +106,13 @@ def submit():
 def _status(submission_id):
     """What a visitor may know of a submission: the row if it is stored, else the job's state."""
     sid = str(submission_id)
+    database_down = False
     try:
         row = _store().find_submission(sid)
     except psycopg2.Error as exc:
         # While the database is down the queue still knows the answer.
         log.warning("receipt %s: database unavailable: %s", sid, exc, extra={"submission_id": sid})
-        row = None
+        row, database_down = None, True
     if row:
         return {"id": sid, "state": "stored", "row": row}
     try:
@@ -120,6 +121,10 @@ def _status(submission_id):
         log.warning("receipt %s: queue unavailable: %s", sid, exc, extra={"submission_id": sid})
         state = "unknown"
     if state is None:
+        if database_down:
+            # A stored job leaves the queue after JOB_RESULT_TTL; only the row
+            # could tell, and the database can't be asked just now.
+            return {"id": sid, "state": "unknown", "row": None}
         abort(404)
     # The job can finish between our two reads; a finished job means a stored row.
     return {"id": sid, "state": state, "row": None}
