@@ -114,7 +114,7 @@ def test_a_batch_leaves_redis_as_rqs_per_job_path_does(app, env, redis, rows, ca
     # result kept, in the finished registry; nothing left started, queued or failed.
     for i in range(JOBS):
         kind, ttl, job = ours[f"rq:job:<job{i}>"]
-        assert job["status"] == "finished" and job["worker_name"] == "<worker>" and ttl == 10
+        assert job["status"] == "finished" and job["worker_name"] == "<worker>" and ttl == app.config["JOB_RESULT_TTL"] // 60
         assert {"started_at", "ended_at", "last_heartbeat"} <= set(job)
         assert ours[f"rq:results:<job{i}>"][2][0]["type"] == "1"  # Result.Type.SUCCESSFUL
         assert f"<job{i}>" in ours["rq:finished:submissions"][2]

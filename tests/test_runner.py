@@ -1,5 +1,6 @@
 """`make run`, as the README says, starts the whole pipeline: a real HTTP POST ends as a row."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -71,13 +72,18 @@ class Runner:
         browser = Browser(f"http://127.0.0.1:{self.port}")
 
         def ready():
+            # /readyz is 200 once Redis answers (the form can queue); the
+            # database and the worker may still be starting, so wait for
+            # PostgreSQL in its answer and for every port to listen.
             assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
             try:
-                return browser.request("/readyz", timeout=2)[0] == 200
+                status, _, body = browser.request("/readyz", timeout=2)
             except OSError:
                 return False
+            return (status == 200 and json.loads(body)["postgres"] == "ok"
+                    and all(listening(port) for port in self.ports().values()))
 
-        wait_until(ready, 120, "make run to answer /readyz", interval=0.3)
+        wait_until(ready, 120, "make run to answer /readyz with every process up", interval=0.3)
         return browser
 
     def ports(self):
