@@ -13,7 +13,6 @@ DEPLOY = ROOT / "deploy" / "kubernetes"
 BASE = DEPLOY / "base"
 # Every directory with a kustomization: the base and each overlay.
 KUSTOMIZATIONS = sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
-CHECKOV_REQUIREMENTS = ROOT / "requirements" / "checkov.txt"
 
 
 def name_of(directory):
