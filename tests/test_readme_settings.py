@@ -5,8 +5,6 @@ runner's scripts for what only `make run` reads."""
 import ast
 import re
 
-import pytest
-
 from tests.servers import ROOT
 
 CONFIGS = [ROOT / "web" / "config.py", ROOT / "worker" / "config.py"]
@@ -33,6 +31,10 @@ def read_by_config(path):
                     names.add(_string(node.args[0]))
             if getattr(func, "id", None) in SECRET_HELPERS and len(node.args) == 2 and _string(node.args[1]):
                 names |= {_string(node.args[1]), _string(node.args[1]) + "_FILE"}
+            # Any other helper handed the environment and a name (_flag(env, "HTTPS", "0")).
+            elif (len(node.args) >= 2 and getattr(node.args[0], "id", None) == "env"
+                  and _string(node.args[1])):
+                names.add(_string(node.args[1]))
         if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "env" and _string(node.slice):
             names.add(_string(node.slice))
         # worker/config.py: the roles' password variables, read through secret() in a loop.
@@ -63,9 +65,6 @@ def readme_settings():
     return names
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 4: the README's table lacks CSRF_TIME_LIMIT, "
-                   "JOB_FAILURE_TTL, ... and gunicorn.conf.py reads HOST and PORT itself until the web and "
-                   "proxy branches merge; remove this mark when it passes")
 def test_readme_settings_table_is_what_the_code_reads():
     code = set().union(*(read_by_config(path) for path in CONFIGS))
     runner = read_by_runner()

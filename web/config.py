@@ -1,6 +1,7 @@
 """Every setting the web reads from the environment, in one place."""
 
 import logging
+import math
 import os
 import secrets
 
@@ -44,6 +45,20 @@ def _flag(env, name, default):
     raise ValueError(f"{name} must be 1 or 0, not {value!r}")
 
 
+def available_cores(cgroup_cpu_max="/sys/fs/cgroup/cpu.max"):
+    """The cores this process may use: the CPUs it may run on, capped by a
+    container's CPU limit (cgroup v2 quota / period), which os.cpu_count()
+    ignores, so a 1-CPU container on a 32-core host is not given 65 workers."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = open(cgroup_cpu_max).read().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the affinity stands
+    return cores
+
+
 def server(env=os.environ):
     """What gunicorn (web/gunicorn.conf.py) and web/healthcheck.py read: the
     listeners, the number of processes and the log format."""
@@ -53,7 +68,8 @@ def server(env=os.environ):
         "APP_PORT": int(env.get("APP_PORT", "2156")),
         # The operator's listener: /metrics answers here and nowhere else.
         "WEB_METRICS_PORT": int(env.get("WEB_METRICS_PORT", "2157")),
-        "WEB_CONCURRENCY": int(env["WEB_CONCURRENCY"]) if env.get("WEB_CONCURRENCY") else None,
+        # gunicorn's rule of thumb for sync workers, on the cores we may use.
+        "WEB_CONCURRENCY": int(env.get("WEB_CONCURRENCY") or 2 * available_cores() + 1),
         "LOG_LEVEL": env.get("LOG_LEVEL", "info").lower(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,

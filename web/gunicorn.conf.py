@@ -1,7 +1,6 @@
 """gunicorn settings, from web/config.py, so the runner and the image agree."""
 
 import glob
-import multiprocessing
 import os
 import tempfile
 
@@ -25,7 +24,7 @@ wsgi_app = "web:create_app()"
 # The proxy forwards visitors to the first; Prometheus scrapes the second,
 # and only there does /metrics answer (web/metrics.py).
 bind = [f"{settings['HOST']}:{settings['APP_PORT']}", f"{settings['HOST']}:{settings['WEB_METRICS_PORT']}"]
-workers = settings["WEB_CONCURRENCY"] or multiprocessing.cpu_count() * 2 + 1
+workers = settings["WEB_CONCURRENCY"]
 # Loaded once before forking: every worker shares the app, and its SECRET_KEY.
 preload_app = True
 accesslog = "-"

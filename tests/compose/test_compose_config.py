@@ -159,3 +159,15 @@ def test_the_live_tests_override_keeps_everything_on_loopback(config):
         assert services[name]["environment"]["REDIS_URL"] == "redis://redis:26379/0"
     assert "DATABASE_URL" not in services["worker"]["environment"]
     assert "DATABASE_URL" not in services["web"]["environment"]
+
+
+def test_the_webs_database_connections_fit_in_postgresql(config):
+    """gunicorn would size itself to the host's cores; compose sets it, and the
+    connections it implies stay well inside PostgreSQL's max_connections
+    (100, the default: compose.yml does not change it)."""
+    web = config["services"]["web"]["environment"]
+    processes, pool = int(web["WEB_CONCURRENCY"]), int(web["WEB_DB_POOL_SIZE"])
+    # Three workers (the README's --scale example), one connection each, and
+    # an auditor's export or two on connections of their own.
+    needed = processes * pool + 3 + 2
+    assert needed <= 100 // 2, f"{needed} connections at once"

@@ -96,7 +96,6 @@ class Stack:
             "COMPOSE_PROGRESS": "plain",
         }
         self.env.pop("DOCKER_CONTEXT", None)
-        self.redis_url = f"redis://redis:{self.redis_port}/0"
         # Visitors go through the proxy, as the published port does outside the test.
         self.browser = Browser(f"http://127.0.0.1:{self.web_port}")
 
@@ -128,7 +127,7 @@ class Stack:
         return [line.split("|") for line in out.splitlines() if line]
 
     def rq_info(self):
-        return self.compose("exec", "-T", "worker", "rq", "info", "--url", self.redis_url).stdout
+        return self.compose("exec", "-T", "worker", "rq", "info").stdout  # RQ_REDIS_URL, as the README has it
 
     def stored(self, submission_id):
         return self.psql(f"SELECT name, coat, donut FROM cats WHERE submission_id = '{submission_id}'")

@@ -175,10 +175,10 @@ def test_images_are_compose_files_and_pinned(objects):
                 assert container["image"] in {services["db"]["image"], services["redis"]["image"]}
     (tag,) = app_tags  # the web and the worker of one version
     assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
-    # The version compose.yml tags its builds with, once it tags them (issue 13).
-    for service in ("web", "worker"):
+    # The version compose.yml tags its builds with.
+    for service in ("web", "worker", "migrate", "proxy"):
         _, _, compose_tag = services[service]["image"].partition(":")
-        assert compose_tag in ("", tag), f"compose.yml builds {services[service]['image']}"
+        assert compose_tag == tag, f"compose.yml builds {services[service]['image']}"
     assert find(objects, "Job", "survey-migrate")["spec"]["template"]["spec"]["containers"][0]["image"] == \
         app_container(objects, "Deployment", "survey-worker")["image"], "migrate runs from the worker's image"
 
