@@ -15,7 +15,9 @@ SINGLE_THREADED = {"redis"}
 
 def model(m, workers, cores):
     enqueue = m["enqueue_cost"]
-    drain = m["drains"][workers]["cost"]
+    drains = m["drains"]
+    drained = drains[workers] if workers in drains else drains[str(workers)]  # str: read back from JSON
+    drain = drained["cost"]
     cpu_us = {
         "web": enqueue["web_cpu_us"],
         "worker": drain["worker_cpu_us"],
@@ -47,7 +49,7 @@ def model(m, workers, cores):
         "redis_commands_by_name": {"enqueue": enqueue["redis_commands_by_name"],
                                    "storage": drain["redis_commands_by_name"]},
         "redis_bytes": {"queued": m["redis_bytes_per_submission"],
-                        "finished": m["drains"][workers]["redis_bytes_finished"]},
+                        "finished": drained["redis_bytes_finished"]},
     }
 
 
