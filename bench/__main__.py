@@ -18,6 +18,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from web import config as web_config
+
 from . import capacity, report
 from .rounds import DRAIN_WORKERS, BenchFailure, Round
 
@@ -57,6 +59,10 @@ def options(argv):
     if o.quick:
         o.rounds, o.duration, o.backlog, o.outage_seconds = 1, 1, 200, 2
         o.pg_seconds, o.redis_requests, o.connections, o.fill_seconds = 1, 2000, 4, 30
+    # The web refuses posts (503) once this many wait: the backlog must fit under it.
+    max_depth = web_config.from_env(dict(os.environ, SECRET_KEY="bench-secret"))["QUEUE_MAX_DEPTH"]
+    if o.backlog >= max_depth:
+        p.error(f"--backlog must stay below the web's QUEUE_MAX_DEPTH ({max_depth})")
     if o.workers not in DRAIN_WORKERS:
         p.error(f"--workers must be one of {DRAIN_WORKERS} (the drains measure those)")
     return o
