@@ -79,7 +79,7 @@ def table(m, workers, n_rounds):
         d = m["drains"][n]
         row(f"{n} worker(s): stored rows, drain of {d['backlog']:.0f}",
             f"{d['rows_per_s']:8.0f} /s   {d['drain_s']:.1f} s")
-    lines.append(f"end to end (ours, {workers} workers, at half their rate)")
+    lines.append(f"end to end (ours, {workers} workers, at half their or the web's rate)")
     e = m["e2e"]
     row(f"submitted -> stored at {e['offered_rate']:.0f} posts/s", f"p50 {e['p50_ms']:7.1f} ms   p99 {e['p99_ms']:7.1f} ms")
     lines.append(f"(b) naive (insert in the request) vs ours ({workers} workers running)")

@@ -182,14 +182,16 @@ class Round:
                                "backlog_at_end": r["accepted"] - stored_at_end}
         self.out["web_peak_rss_mb"] = s.web_peak_rss_mb()
 
-    # End to end, at an offered rate the workers keep up with (half their drain rate).
+    # End to end, at an offered rate the workers and the web keep up with.
     def end_to_end(self):
         s = self.stack
         s.ensure_web("queue")
         s.reset()
         s.start_workers(self.o.workers)
         s.wait_workers_ready()
-        target = 0.5 * self.out["drains"][self.o.workers]["rows_per_s"] if "drains" in self.out else 100
+        # Batched workers drain faster than the web accepts: half the slower of the two.
+        target = (0.5 * min(self.out["drains"][self.o.workers]["rows_per_s"], self.out["web_queue"]["rate"])
+                  if "drains" in self.out else 100)
         connections = 4
         delay_ms = max(1, int(1000 * connections / target))
         r = load.post(s.web_url, self.o.duration, connections, delay_ms=delay_ms)
