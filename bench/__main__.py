@@ -2,8 +2,10 @@
 
 Starts throwaway PostgreSQL and Redis, the web (gunicorn, web/gunicorn.conf.py)
 and workers (`python -m worker`) with the runner's commands, drives the web
-with wrk, and prints the medians of several rounds next to issue 8's
-targets.  Writes bench/results/<time>.json, latest.json and latest.png.
+with wrk straight at gunicorn (not through nginx, so POST_RATE_LIMIT never
+applies), and prints the medians of several rounds next to issue 12's
+targets, and the capacity model (docs/capacity.md).  Writes
+bench/results/<time>.json, latest.json and latest.png.
 Fails (exit 1) if any accepted submission is not exactly one row."""
 
 import argparse
@@ -16,8 +18,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import report
+from web import config as web_config
+
+from . import capacity, report
 from .rounds import DRAIN_WORKERS, BenchFailure, Round
+
+# Workers in the "ours" rounds (healthy, slow, end to end, outage).  One
+# batched worker stores several thousand rows/s, more than the web accepts on
+# this machine, and leaves the web the other core (docs/capacity.md).
+RECOMMENDED_WORKERS = 1
 from .stack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,8 +40,8 @@ def options(argv):
     p.add_argument("--connections", type=int, default=10, help="wrk connections (default 10)")
     p.add_argument("--backlog", type=int, default=20_000, help="queued submissions to drain (default 20000)")
     p.add_argument("--fill-seconds", type=float, default=90, help="at most this long to post the backlog")
-    p.add_argument("--workers", type=int, default=os.cpu_count(),
-                   help="workers in the pipeline rounds, the count we recommend (default: one per core)")
+    p.add_argument("--workers", type=int, default=RECOMMENDED_WORKERS,
+                   help=f"workers in the pipeline rounds, the count we recommend (default {RECOMMENDED_WORKERS})")
     p.add_argument("--web-concurrency", type=int, help="gunicorn workers (default: gunicorn.conf.py's)")
     p.add_argument("--outage-seconds", type=float, default=10, help="PostgreSQL down this long (default 10)")
     p.add_argument("--pg-seconds", type=int, default=3, help="pgbench run length (default 3)")
@@ -50,6 +59,10 @@ def options(argv):
     if o.quick:
         o.rounds, o.duration, o.backlog, o.outage_seconds = 1, 1, 200, 2
         o.pg_seconds, o.redis_requests, o.connections, o.fill_seconds = 1, 2000, 4, 30
+    # The web refuses posts (503) once this many wait: the backlog must fit under it.
+    max_depth = web_config.from_env(dict(os.environ, SECRET_KEY="bench-secret"))["QUEUE_MAX_DEPTH"]
+    if o.backlog >= max_depth:
+        p.error(f"--backlog must stay below the web's QUEUE_MAX_DEPTH ({max_depth})")
     if o.workers not in DRAIN_WORKERS:
         p.error(f"--workers must be one of {DRAIN_WORKERS} (the drains measure those)")
     return o
@@ -89,6 +102,7 @@ def main(argv=None):
         "options": vars(o),
         "median": median,
         "targets": [dict(zip(("name", "value", "target", "met"), t)) for t in report.ratios(median, o.workers)],
+        "capacity": capacity.model(median, o.workers, os.cpu_count()),
         "rounds": rounds,
     }
     print(report.table(median, o.workers, o.rounds))

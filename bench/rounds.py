@@ -9,6 +9,12 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from . import limits, load
+from .cpu import Meter
+
+# Where a drain's backlog waits while its workers start, so that their
+# start-up is neither timed nor counted in the capacity model's CPU.
+HELD_QUEUE = "bench:held-queue"
+QUEUE_KEY = "rq:queue:submissions"
 
 DRAIN_WORKERS = (1, 2, 4)
 
@@ -28,7 +34,7 @@ def wait_stored(stack, expected, timeout):
             raise BenchFailure(f"{n} rows for {expected} accepted submissions: duplicates or uncounted posts")
         if time.monotonic() - start > timeout:
             raise BenchFailure(f"only {n} of {expected} accepted submissions stored after {timeout}s")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def check_exactly_once(stack, result, expect_rows=True):
@@ -109,32 +115,49 @@ class Round:
     # The web (queue mode, no workers) fills a backlog; workers drain it.
     def backlog_and_drains(self):
         s = self.stack
+        meter = Meter(s)
         s.reset()
         s.start_web("queue")
         before = s.used_memory()
+        web_before = meter.sample(web=True)
         r = self.post(seconds=self.o.fill_seconds, max_requests=self.o.backlog)
+        web_after = meter.sample(web=True)
         after = s.used_memory()
         if s.queued() != r["accepted"]:
             raise BenchFailure(f"{s.queued()} jobs queued for {r['accepted']} accepted posts")
         self.out["web_queue"] = web_only(r)
         self.out["redis_bytes_per_submission"] = (after - before) / r["accepted"]
+        # The enqueue's cost: the web's CPU and Redis's, over the posts only.
+        enqueue = meter.per_submission(web_before, web_after, r["accepted"])
         snapshot = snapshot_redis(s.redis)
         self.out["drains"] = {}
         worker_rss = []
         for n in DRAIN_WORKERS:
             s.sql("TRUNCATE cats")
-            restore_redis(s.redis, snapshot)
+            restore_redis(s.redis, snapshot, hold=(QUEUE_KEY, HELD_QUEUE))
             s.start_workers(n)
+            s.wait_workers_ready()
+            cpu_before = meter.sample(workers=True)
+            s.redis.rename(HELD_QUEUE, QUEUE_KEY)  # wakes the workers blocked on the empty queue
             seconds = wait_stored(s, r["accepted"], self.o.drain_timeout)
+            cpu_after = meter.sample(workers=True)
             worker_rss += s.worker_peak_rss_mb()
             s.stop_workers()
             stats = check_exactly_once(s, r)
             self.out["drains"][n] = {
                 "backlog": r["accepted"],
-                "drain_s": seconds,  # from starting the workers, start-up included
-                "rows_per_s": stats["rows"] / stats["span_s"] if stats["span_s"] else 0.0,
+                # From releasing the backlog to already started workers until
+                # the last row.  Not stored_at's span: a batch's rows share
+                # one transaction's now(), so that span misses a batch.
+                "drain_s": seconds,
+                "rows_per_s": stats["rows"] / seconds if seconds else 0.0,
+                # What each stored submission cost: workers, PostgreSQL, Redis.
+                "cost": meter.per_submission(cpu_before, cpu_after, r["accepted"]),
+                # Finished jobs stay in Redis for JOB_RESULT_TTL (the receipt reads them).
+                "redis_bytes_finished": (s.used_memory() - before) / r["accepted"],
             }
         self.out["worker_peak_rss_mb"] = max(worker_rss)
+        self.out["enqueue_cost"] = enqueue
 
     # (b) ours, healthy and slow, at full load with the workers running
     def queued_pipeline(self):
@@ -147,22 +170,28 @@ class Round:
             s.slow_database(slow)
             try:
                 r = self.post()
+                # Rows already stored when the last post was answered: do the
+                # workers keep up, or does a backlog build during the round?
+                stored_at_end = s.row_count()
             finally:
                 s.slow_database(False)
             wait_stored(s, r["accepted"], self.o.drain_timeout)
             s.stop_workers()
             check_exactly_once(s, r)
-            self.out[label] = web_only(r)
+            self.out[label] = {**web_only(r), "stored_at_end": stored_at_end,
+                               "backlog_at_end": r["accepted"] - stored_at_end}
         self.out["web_peak_rss_mb"] = s.web_peak_rss_mb()
 
-    # End to end, at an offered rate the workers keep up with (half their drain rate).
+    # End to end, at an offered rate the workers and the web keep up with.
     def end_to_end(self):
         s = self.stack
         s.ensure_web("queue")
         s.reset()
         s.start_workers(self.o.workers)
         s.wait_workers_ready()
-        target = 0.5 * self.out["drains"][self.o.workers]["rows_per_s"] if "drains" in self.out else 100
+        # Batched workers drain faster than the web accepts: half the slower of the two.
+        target = (0.5 * min(self.out["drains"][self.o.workers]["rows_per_s"], self.out["web_queue"]["rate"])
+                  if "drains" in self.out else 100)
         connections = 4
         delay_ms = max(1, int(1000 * connections / target))
         r = load.post(s.web_url, self.o.duration, connections, delay_ms=delay_ms)
@@ -200,10 +229,13 @@ def snapshot_redis(conn):
     return [(key, max(values[2 * i], 0), values[2 * i + 1]) for i, key in enumerate(keys)]
 
 
-def restore_redis(conn, snapshot):
-    """The same backlog again, for the next drain: identical jobs, identical ids."""
+def restore_redis(conn, snapshot, hold=None):
+    """The same backlog again, for the next drain: identical jobs, identical ids.
+    hold=(key, other): key is restored as other instead (renamed back later)."""
     conn.flushall()
     pipe = conn.pipeline(transaction=False)
     for key, ttl, value in snapshot:
+        if hold and key.decode() == hold[0]:
+            key = hold[1]
         pipe.restore(key, ttl, value, replace=True)
     pipe.execute()

@@ -217,7 +217,20 @@ class Stack:
             conn.close()
 
     def row_count(self):
-        return self.sql("SELECT count(*) FROM cats", fetch=True)[0][0]
+        """Rows stored so far, on one kept connection: polling must not fork a
+        PostgreSQL backend each time, or the capacity model would count it."""
+        for attempt in (1, 2):
+            try:
+                if getattr(self, "_counter", None) is None or self._counter.closed:
+                    self._counter = psycopg2.connect(self.database_url, connect_timeout=5)
+                    self._counter.autocommit = True
+                with self._counter.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM cats")
+                    return cur.fetchone()[0]
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                self._counter = None  # PostgreSQL restarted (the outage): connect again once
+                if attempt == 2:
+                    raise
 
     def row_stats(self):
         n, distinct, span, e2e_p50, e2e_p99 = self.sql(ROW_STATS, fetch=True)[0]
@@ -241,6 +254,8 @@ class Stack:
         self.redis.flushall()
 
     def destroy(self):
+        if getattr(self, "_counter", None) is not None:
+            self._counter.close()
         self.stop_web()
         self.stop_workers()
         self.pg.destroy()
