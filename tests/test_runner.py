@@ -148,6 +148,8 @@ def test_make_run_stores_a_post_and_keeps_it_across_restarts(runner):
     browser = run.start()
     for what, port in run.ports().items():
         assert listening(port), f"make run's {what} does not listen on {port}"
+    # A newcomer's first start shows no FATAL: the database exists before TCP opens.
+    assert "FATAL" not in run.log_path.read_text(), run.log_path.read_text()[-3000:]
     database_url = run.owner_url()
 
     status, headers, _, sid = browser.submit(name="Pika", coat="tortie", donut="strawberry")
