@@ -25,7 +25,7 @@ def web_sessions(database_url):
 
 
 def test_pool_size_setting(env):
-    assert config.from_env({})["WEB_DB_POOL_SIZE"] == 2
+    assert config.from_env({})["WEB_DB_POOL_SIZE"] == 1
     assert config.from_env({"WEB_DB_POOL_SIZE": "3"})["WEB_DB_POOL_SIZE"] == 3
     with pytest.raises(ValueError, match="WEB_DB_POOL_SIZE"):
         create_app({"WEB_DB_POOL_SIZE": 0})

@@ -85,9 +85,10 @@ def from_env(env=os.environ):
             else _with_password(env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey"),
                                 _secret(env, "DATABASE_PASSWORD"))),
         # PostgreSQL connections each gunicorn process keeps open for receipts,
-        # /readyz and /results: WEB_CONCURRENCY x this, plus the worker's, must
+        # /readyz and /results; a sync worker serves one request at a time, so
+        # one is enough.  WEB_CONCURRENCY x this, plus the worker's, must
         # stay well below the server's max_connections (100 by default).
-        "WEB_DB_POOL_SIZE": int(env.get("WEB_DB_POOL_SIZE", "2")),
+        "WEB_DB_POOL_SIZE": int(env.get("WEB_DB_POOL_SIZE", "1")),
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
         "QUEUE_NAME": env.get("QUEUE_NAME", "submissions"),
         # A job retries a database outage for about 30 minutes before it is
