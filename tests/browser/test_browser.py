@@ -40,6 +40,14 @@ def no_horizontal_scroll(page):
     assert widths["scroll"] <= widths["view"], widths
 
 
+def send(page, name, coat, donut):
+    """Fill in the form by its labels and send it, as a visitor would."""
+    page.get_by_label("Your cat's name").fill(name)
+    page.get_by_text(coat).click()
+    page.get_by_text(donut).click()
+    page.get_by_role("button", name="Send my answers").click()
+
+
 def test_fill_and_submit_with_the_mouse(open_page):
     page = open_page()
     expect(page).to_have_title("Cat survey")
@@ -145,10 +153,7 @@ def test_first_of_several_errors_takes_focus(open_page):
 def test_receipt_turns_from_queued_to_stored_by_itself(open_page, start_worker, stored_rows):
     page = open_page()
     name = cat_name("Tofu")
-    page.get_by_label("Your cat's name").fill(name)
-    page.get_by_text("Calico").click()
-    page.get_by_text("Maple").click()
-    page.get_by_role("button", name="Send my answers").click()
+    send(page, name, "Calico", "Maple")
 
     state = page.locator("#state")
     expect(state).to_have_attribute("data-state", "queued")
@@ -172,10 +177,7 @@ def test_back_and_refresh_after_submitting_store_one_row(open_page, start_worker
     posts = []
     page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     name = cat_name("Ziggy")
-    page.get_by_label("Your cat's name").fill(name)
-    page.get_by_text("Tuxedo").click()
-    page.get_by_text("Sprinkles").click()
-    page.get_by_role("button", name="Send my answers").click()
+    send(page, name, "Tuxedo", "Sprinkles")
     expect(page).to_have_url(RECEIPT_URL)
     sid = submission_id(page)
 
@@ -200,10 +202,7 @@ def test_phone_viewport_has_no_horizontal_scrolling(open_page, start_worker):
     assert axe_violations(page) == []
     screenshot(page, "form-phone")
 
-    page.get_by_label("Your cat's name").fill("Princess Fluffington of the Long Windowsill")
-    page.get_by_text("Ginger").click()
-    page.get_by_text("Boston cream").click()
-    page.get_by_role("button", name="Send my answers").click()
+    send(page, "Princess Fluffington of the Long Windowsill", "Ginger", "Boston cream")
     expect(page.locator("#state")).to_have_attribute("data-state", "queued")
     no_horizontal_scroll(page)
 
@@ -224,10 +223,7 @@ def test_results_page_shows_the_new_tally(open_page, start_worker):
     page = open_page()
     before = tallies(page)
     page.goto("/")
-    page.get_by_label("Your cat's name").fill(cat_name("Snowball"))
-    page.get_by_text("White").click()
-    page.get_by_text("Jelly-filled").click()
-    page.get_by_role("button", name="Send my answers").click()
+    send(page, cat_name("Snowball"), "White", "Jelly-filled")
     start_worker()
     expect(page.locator("#state")).to_have_attribute("data-state", "stored", timeout=30_000)
 
@@ -284,10 +280,7 @@ def test_results_are_readable_without_scripts(chromium, live_server):
 
 def test_receipt_stops_polling_once_the_job_failed(open_page, live_env):
     page = open_page()
-    page.get_by_label("Your cat's name").fill(cat_name("Doomed"))
-    page.get_by_text("Black").click()
-    page.get_by_text("Glazed").click()
-    page.get_by_role("button", name="Send my answers").click()
+    send(page, cat_name("Doomed"), "Black", "Glazed")
     expect(page).to_have_url(RECEIPT_URL)
     sid = submission_id(page)
     polls = []
@@ -309,10 +302,7 @@ def test_receipt_stops_polling_once_the_job_failed(open_page, live_env):
 
 def test_receipt_stops_polling_once_the_submission_is_gone(open_page, live_env):
     page = open_page()
-    page.get_by_label("Your cat's name").fill(cat_name("Vanished"))
-    page.get_by_text("Black").click()
-    page.get_by_text("Glazed").click()
-    page.get_by_role("button", name="Send my answers").click()
+    send(page, cat_name("Vanished"), "Black", "Glazed")
     expect(page).to_have_url(RECEIPT_URL)
     sid = submission_id(page)
     connection = Redis.from_url(live_env["REDIS_URL"])
