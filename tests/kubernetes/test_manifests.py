@@ -17,6 +17,7 @@ import redis
 import rq
 import yaml
 
+from tests.kubernetes.network import Endpoint, allowed, policy_types, selects
 from tests.kubernetes.render import containers, pod_spec
 from tests.kubernetes.tools import (BASE, KUSTOMIZATIONS, checkov, find, name_of, rendered,
                                     write_manifests)
@@ -500,38 +501,109 @@ def test_disruption_budgets_cover_web_and_worker(objects):
 
 # -- network policies ----------------------------------------------------------
 
-def component(selector):
-    return selector.get("matchLabels", {}).get("app.kubernetes.io/component")
+# Who else is in the cluster, where network-policies.yaml's header says.
+OUTSIDERS = (
+    Endpoint("ingress", "ingress-nginx",
+             {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"}),
+    # The chart's admission webhook: same namespace, not the controller.
+    Endpoint("ingress-admission", "ingress-nginx",
+             {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "admission-webhook"}),
+    Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    Endpoint("grafana", "monitoring", {"app.kubernetes.io/name": "grafana"}),
+    Endpoint("dns", "kube-system", {"k8s-app": "kube-dns"}, (("dns", (53, "UDP")), ("dns-tcp", (53, "TCP")))),
+    Endpoint("keda", "keda", {"app.kubernetes.io/name": "keda-operator"}),
+    Endpoint("elsewhere", "default", {"app.kubernetes.io/name": "ingress-nginx"}, (("http", (80, "TCP")),)),
+    Endpoint("internet", None, ip="203.0.113.7"),
+)
+# Ports tried on every destination besides its own.
+OTHER_PORTS = ((22, "TCP"), (53, "UDP"), (53, "TCP"), (443, "TCP"))
 
 
-def allowed_from(policy):
-    """(namespace or None for this one, component or pod name label) per peer."""
-    peers = set()
-    for rule in policy["spec"].get("ingress", []):
-        for peer in rule["from"]:
-            namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-            pods = peer.get("podSelector", {}).get("matchLabels", {})
-            peers.add((namespace, pods.get("app.kubernetes.io/component") or pods.get("app.kubernetes.io/name")))
-    return peers
-
-
-def test_network_policies(objects):
-    policies = {component(p["spec"]["podSelector"]): p for p in objects if p["kind"] == "NetworkPolicy"}
-    # Every pod of ours has one (checkov's CKV2_K8S_6 too).
+def pods_of(objects):
+    """Our pods, each as its workload's template makes it; PostgreSQL and
+    Redis as the policies expect them where the manifests bring none (the base)."""
+    namespace = objects[0]["metadata"]["namespace"]
+    pods = {}
     for obj in workloads(objects):
+        ports = tuple((p.get("name"), (p["containerPort"], p.get("protocol", "TCP")))
+                      for c in containers(obj) for p in c.get("ports", []))
         labels = obj["spec"]["template"]["metadata"]["labels"]
-        assert [p for p in policies.values() if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()], \
-            obj["metadata"]["name"]
-    assert allowed_from(policies["db"]) == {(None, "web"), (None, "worker"), (None, "migrate")}
-    # KEDA's operator reads the queue's length to scale the workers.
-    assert allowed_from(policies["redis"]) == {(None, "web"), (None, "worker"), ("keda", "keda-operator")}
-    assert allowed_from(policies["web"]) == {("ingress-nginx", "ingress-nginx"), ("monitoring", None)}
-    assert allowed_from(policies["worker"]) == {("monitoring", None)}
-    assert allowed_from(policies["migrate"]) == set()
-    # The ingress controller reaches only the app port; Prometheus only the metrics port.
-    ports = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: [p["port"] for p in rule["ports"]]
-             for rule in policies["web"]["spec"]["ingress"] for peer in rule["from"]}
-    assert ports == {"ingress-nginx": ["http"], "monitoring": ["metrics"]}
+        pods[labels["app.kubernetes.io/component"]] = Endpoint(labels["app.kubernetes.io/component"], namespace,
+                                                               labels, ports)
+    config = find(objects, "ConfigMap", "survey-config")["data"]
+    for name, url in (("db", config["DATABASE_URL"]), ("redis", config["REDIS_URL"])):
+        pods.setdefault(name, Endpoint(name, namespace, {"app.kubernetes.io/name": "cat-survey",
+                                                         "app.kubernetes.io/component": name},
+                                       ((name, (urlsplit(url).port, "TCP")),)))
+    pods["stranger"] = Endpoint("stranger", namespace, {"app.kubernetes.io/name": "something-else"},
+                                (("http", (8080, "TCP")),))
+    return pods
+
+
+def allowed_flows(objects):
+    """Every (source, destination, port, protocol) the policies let through,
+    between our pods and from or to anything else."""
+    policies = [obj for obj in objects if obj["kind"] == "NetworkPolicy"]
+    ours = pods_of(objects)
+    everyone = list(ours.values()) + list(OUTSIDERS)
+    flows = set()
+    for source in everyone:
+        for destination in everyone:
+            if source is destination or (source.name not in ours and destination.name not in ours):
+                continue
+            for port, protocol in {number for _, number in destination.ports} | set(OTHER_PORTS):
+                if allowed(policies, source, destination, port, protocol):
+                    flows.add((source.name, destination.name, port, protocol))
+    return flows
+
+
+def test_network_policies_deny_by_default_both_ways(objects):
+    policies = [obj for obj in objects if obj["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {}]
+    assert [(policy_types(p), p["spec"].get("ingress"), p["spec"].get("egress")) for p in deny] == \
+        [({"Ingress", "Egress"}, None, None)]
+    # It selects every pod of the namespace: ours and any other.
+    for pod in pods_of(objects).values():
+        assert selects(deny[0]["spec"]["podSelector"], pod.labels)
+
+
+def test_network_policies_allow_exactly_the_needed_flows(objects):
+    web = env_of(objects, app_container(objects, "Deployment", "survey-web"))
+    worker = env_of(objects, app_container(objects, "Deployment", "survey-worker"))
+    config = find(objects, "ConfigMap", "survey-config")["data"]
+    postgres, redis_port = urlsplit(config["DATABASE_URL"]).port, urlsplit(config["REDIS_URL"]).port
+    expected = set()
+    for app in ("web", "worker", "migrate"):
+        expected |= {(app, "dns", 53, "UDP"), (app, "dns", 53, "TCP"), (app, "db", postgres, "TCP")}
+    for app in ("web", "worker"):
+        expected.add((app, "redis", redis_port, "TCP"))
+    expected |= {
+        # The app port, from the controller's pods alone (the web trusts their X-Forwarded-For).
+        ("ingress", "web", int(web["APP_PORT"]), "TCP"),
+        ("prometheus", "web", int(web["WEB_METRICS_PORT"]), "TCP"),
+        ("prometheus", "worker", int(worker["WORKER_METRICS_PORT"]), "TCP"),
+        # The ScaledObject's scaler reads the queue's length.
+        ("keda", "redis", redis_port, "TCP"),
+    }
+    assert allowed_flows(objects) == expected
+
+
+def test_network_policies_name_each_outsider_once(base):
+    """The cluster operator adjusts each namespace in one place."""
+    named = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+             for policy in base if policy["kind"] == "NetworkPolicy"
+             for rule in policy["spec"].get("ingress", []) + policy["spec"].get("egress", [])
+             for peer in rule.get("from", []) + rule.get("to", []) if "namespaceSelector" in peer]
+    assert sorted(named) == sorted({"ingress-nginx", "monitoring", "kube-system", "keda"})
+
+
+def test_the_flow_check_can_fail(base):
+    """allowed_flows sees a hole: an egress rule with no peer lets the web out anywhere."""
+    opened = copy.deepcopy(base)
+    policy = find(opened, "NetworkPolicy", "survey-to-redis")
+    policy["spec"]["egress"].append({"ports": [{"port": 443}]})
+    flows = allowed_flows(opened) - allowed_flows(base)
+    assert ("web", "internet", 443, "TCP") in flows and ("worker", "elsewhere", 443, "TCP") in flows
 
 
 # -- overlays/dev ------------------------------------------------------------
