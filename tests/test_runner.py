@@ -266,3 +266,49 @@ def test_a_data_dir_from_before_passwords_gets_them(runner):
     assert status == 303
     assert wait_until(lambda: stored(run.owner_url(), sid), 30, "the row") == [("Old", "grey", "maple")]
     run.interrupt()
+
+
+def test_the_owner_password_reaches_no_server_log(runner):
+    run = runner()
+    # A cluster that logs every statement and keeps every statement's text,
+    # from before passwords, so scripts/run-db sets the owner's.
+    pgdata = run.data_dir / "postgres"
+    as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] if os.geteuid() == 0 else []
+    pgdata.mkdir(mode=0o700)
+    if as_pg:
+        shutil.chown(pgdata, "postgres", "postgres")
+    subprocess.run(as_pg + [f"{pg_bindir()}/initdb", "-D", str(pgdata), "-U", "survey", "--auth=trust",
+                            "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write("log_statement = 'all'\nshared_preload_libraries = 'pg_stat_statements'\n")
+    secrets = run.data_dir / "secrets"
+    secrets.mkdir(mode=0o700)
+    password = "owner-plain-" + uuid.uuid4().hex
+    (secrets / "db_password").write_text(password + "\n")
+    env = {**run.env, "DATABASE_PASSWORD_FILE": str(secrets / "db_password"),
+           "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    run.proc = subprocess.Popen([ROOT / "scripts" / "run-db"], cwd=ROOT, env=env, stdout=run.log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    port = int(run.env["DB_PORT"])
+
+    def up():
+        assert run.proc.poll() is None, run.log_path.read_text()[-3000:]
+        return listening(port)
+
+    wait_until(up, 60, "run-db to listen")
+
+    conn = psycopg2.connect(make_dsn(f"postgresql://survey@127.0.0.1:{port}/postgres", password=password),
+                            connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION pg_stat_statements")
+        cur.execute("SELECT query FROM pg_stat_statements")
+        kept = [r[0] for r in cur.fetchall()]
+    conn.close()
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.proc.wait(60) == 0
+    logs = (pgdata / "startup.log").read_text() + run.log_path.read_text()
+    assert password not in logs
+    assert not [q for q in kept if password in q]
+    # The checks above looked where the statement is.
+    assert "ALTER ROLE" in logs and any("ALTER ROLE" in q for q in kept), kept
