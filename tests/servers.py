@@ -112,6 +112,19 @@ class PostgresServer:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def statements_kept(url):
+    """The text of every statement pg_stat_statements kept (on a server that preloads it)."""
+    conn = psycopg2.connect(url, connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            cur.execute("SELECT query FROM pg_stat_statements")
+            return [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 class RedisServer:
     """Configured as every Redis of the project is (redis/redis.conf)."""
 

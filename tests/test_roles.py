@@ -9,7 +9,7 @@ import pytest
 
 from psycopg2.extensions import make_dsn
 
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, statements_kept
 from web import config as web_config
 from worker.config import Config
 from worker.migrate import apply_roles, apply_schema, migrate, set_passwords
@@ -152,18 +152,6 @@ def test_no_secrets_in_the_code():
 LOUD_SERVER = {"log_statement": "all", "shared_preload_libraries": "pg_stat_statements"}
 
 
-def statements_seen(server, url):
-    """The server's log, and the text of every statement pg_stat_statements kept."""
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        cur.execute("SELECT query FROM pg_stat_statements")
-        kept = [r[0] for r in cur.fetchall()]
-    conn.close()
-    return (server.tmp / "log").read_text(), kept
-
-
 def test_no_role_password_reaches_a_server_log_or_pg_stat_statements():
     server = PostgresServer(passwords=True, settings=LOUD_SERVER)
     try:
@@ -181,7 +169,7 @@ def test_no_role_password_reaches_a_server_log_or_pg_stat_statements():
         with pytest.raises(psycopg2.errors.UndefinedObject):
             set_passwords(url, {"nobody": failing})
 
-        log, kept = statements_seen(server, url)
+        log, kept = (server.tmp / "log").read_text(), statements_kept(url)
         # The checks below look where the statements are.
         assert "ALTER ROLE" in log and any("ALTER ROLE" in q for q in kept), kept
         assert 'role "nobody" does not exist' in log

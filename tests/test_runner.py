@@ -17,7 +17,7 @@ from psycopg2.extensions import make_dsn
 
 from tests.http import Browser
 from tests.scrape import samples, value
-from tests.servers import ROOT, free_port, pg_bindir, wait_until
+from tests.servers import ROOT, free_port, pg_bindir, statements_kept, wait_until
 
 
 def listening(port):
@@ -249,9 +249,8 @@ def test_make_run_as_root_with_a_private_data_dir(runner, tmp_path):
     shutil.rmtree(link.resolve())
 
 
-def test_a_data_dir_from_before_passwords_gets_them(runner):
-    run = runner()
-    # The cluster an older make run made: initdb with every local connection trusted.
+def cluster_from_before_passwords(run):
+    """The cluster an older make run made in its data directory: initdb with every local connection trusted."""
     pgdata = run.data_dir / "postgres"
     as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] if os.geteuid() == 0 else []
     pgdata.mkdir(mode=0o700)
@@ -259,6 +258,12 @@ def test_a_data_dir_from_before_passwords_gets_them(runner):
         shutil.chown(pgdata, "postgres", "postgres")
     subprocess.run(as_pg + [f"{pg_bindir()}/initdb", "-D", str(pgdata), "-U", "survey", "--auth=trust",
                             "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+    return pgdata
+
+
+def test_a_data_dir_from_before_passwords_gets_them(runner):
+    run = runner()
+    cluster_from_before_passwords(run)
     browser = run.start()
     with pytest.raises(psycopg2.OperationalError, match="password"):
         psycopg2.connect(f"postgresql://survey@127.0.0.1:{run.env['DB_PORT']}/survey", connect_timeout=5).close()
@@ -272,13 +277,7 @@ def test_the_owner_password_reaches_no_server_log(runner):
     run = runner()
     # A cluster that logs every statement and keeps every statement's text,
     # from before passwords, so scripts/run-db sets the owner's.
-    pgdata = run.data_dir / "postgres"
-    as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] if os.geteuid() == 0 else []
-    pgdata.mkdir(mode=0o700)
-    if as_pg:
-        shutil.chown(pgdata, "postgres", "postgres")
-    subprocess.run(as_pg + [f"{pg_bindir()}/initdb", "-D", str(pgdata), "-U", "survey", "--auth=trust",
-                            "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+    pgdata = cluster_from_before_passwords(run)
     with open(pgdata / "postgresql.conf", "a") as conf:
         conf.write("log_statement = 'all'\nshared_preload_libraries = 'pg_stat_statements'\n")
     secrets = run.data_dir / "secrets"
@@ -297,14 +296,8 @@ def test_the_owner_password_reaches_no_server_log(runner):
 
     wait_until(up, 60, "run-db to listen")
 
-    conn = psycopg2.connect(make_dsn(f"postgresql://survey@127.0.0.1:{port}/postgres", password=password),
-                            connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE EXTENSION pg_stat_statements")
-        cur.execute("SELECT query FROM pg_stat_statements")
-        kept = [r[0] for r in cur.fetchall()]
-    conn.close()
+    # Over TCP, with the password: scram-sha-256 accepts the verifier run-db set.
+    kept = statements_kept(make_dsn(f"postgresql://survey@127.0.0.1:{port}/postgres", password=password))
     os.kill(run.proc.pid, signal.SIGTERM)
     assert run.proc.wait(60) == 0
     logs = (pgdata / "startup.log").read_text() + run.log_path.read_text()
