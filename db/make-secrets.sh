@@ -10,7 +10,8 @@
 # Every file is mode 0400, owned by the uid that reads it, so a compromised
 # web process cannot read the owner's or the auditor's password.
 # Later starts keep the values (the database volume was initialised with
-# them), also from earlier/, the single volume of earlier versions.
+# them), also from earlier/, the single volume of earlier versions, whose
+# world-readable copies of every password are deleted once carried over.
 set -eu
 dir=$1
 umask 077
@@ -43,3 +44,10 @@ put worker_db_password migrate 10001 migrate worker
 put web_db_password migrate 10001 migrate web
 put auditor_db_password migrate 10001 migrate
 put secret_key web 10001 web
+
+# Carried over: the old volume keeps no copy.  On disk first, so a crash
+# cannot lose both copies.
+if [ -d "$dir/earlier" ]; then
+    sync
+    find "$dir/earlier" -mindepth 1 -delete
+fi

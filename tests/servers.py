@@ -48,13 +48,15 @@ def _as_postgres():
 class PostgresServer:
     """passwords=True: TCP connections need a password (scram-sha-256) for
     every role, as under make run and compose; the superuser's is
-    self.password.  The default trusts every loopback connection."""
+    self.password.  The default trusts every loopback connection.
+    settings: more server settings, {name: value}, passed as -c name=value."""
 
     user = "survey"
 
-    def __init__(self, base_dir=None, fsync=False, passwords=False):
+    def __init__(self, base_dir=None, fsync=False, passwords=False, settings=None):
         self.tmp = Path(tempfile.mkdtemp(prefix="survey-pg-", dir=base_dir))
         self.fsync = fsync
+        self.settings = settings or {}
         self.password = secrets.token_hex(16) if passwords else None
         self.datadir = self.tmp / "data"
         self.port = free_port()
@@ -87,7 +89,8 @@ class PostgresServer:
         # fsync off by default: a test server need not survive a power cut, and
         # tests run faster.  The benchmark keeps it on, as the runner's server does.
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.tmp}"
-                f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200")
+                f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200"
+                + "".join(f" -c {name}={value}" for name, value in self.settings.items()))
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.tmp / "log"), "-o", opts)
 
     def stop(self, mode="fast"):
@@ -107,6 +110,19 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def statements_kept(url):
+    """The text of every statement pg_stat_statements kept (on a server that preloads it)."""
+    conn = psycopg2.connect(url, connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            cur.execute("SELECT query FROM pg_stat_statements")
+            return [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
 
 
 class RedisServer:

@@ -30,9 +30,8 @@ def test_bench_quick_run_stores_every_accepted_post_once(tmp_path):
     # The capacity model measured every component's CPU and the Redis commands of both sides.
     cap = record["capacity"]
     assert set(cap["components"]) == {"web", "worker", "postgres", "redis"}
-    # (PostgreSQL may store a smoke run's 200 rows within one 10 ms /proc tick.)
+    # (Not PostgreSQL's: it may store a smoke run's 200 rows within one 10 ms /proc tick.)
     assert all(cap["components"][c]["cpu_us"] > 0 for c in ("web", "worker", "redis")), cap["components"]
-    assert cap["components"]["postgres"]["cpu_us"] >= 0
     assert cap["redis_commands"]["enqueue"] > 0 and cap["redis_commands"]["storage"] > 0
     assert cap["redis_bytes"]["finished"] > 0
     assert cap["first_to_saturate"] in cap["components"]

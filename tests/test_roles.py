@@ -1,15 +1,18 @@
 """db/roles.sql: least privilege.  The worker can only insert, the web and
 the auditor can only read; applying it again changes nothing; passwords come
-from the environment or files, never from the code."""
+from the environment or files, never from the code, and reach no server log."""
 
 import uuid
 
 import psycopg2
 import pytest
 
+from psycopg2.extensions import make_dsn
+
+from tests.servers import PostgresServer, statements_kept
 from web import config as web_config
 from worker.config import Config
-from worker.migrate import apply_roles, apply_schema, migrate
+from worker.migrate import apply_roles, apply_schema, migrate, set_passwords
 
 SCHEMA = Config.from_env({}).schema_path
 ROLES = Config.from_env({}).roles_path
@@ -143,3 +146,44 @@ def test_no_secrets_in_the_code():
     for path in list((root / "db").glob("*.sql")) + list((root / "web").glob("*.py")) + list((root / "worker").glob("*.py")):
         text = path.read_text().lower()
         assert "password '" not in text and "password='" not in text, path
+
+
+# Every statement logged, and every statement's text kept by pg_stat_statements.
+LOUD_SERVER = {"log_statement": "all", "shared_preload_libraries": "pg_stat_statements"}
+
+
+def test_no_role_password_reaches_a_server_log_or_pg_stat_statements():
+    server = PostgresServer(passwords=True, settings=LOUD_SERVER)
+    try:
+        url = server.create_database("survey")
+        passwords = {"survey_worker": "worker-plain-" + uuid.uuid4().hex,
+                     "survey_web": "web-plain-" + uuid.uuid4().hex,
+                     "auditor": "auditor-plain-" + uuid.uuid4().hex}
+        migrate(Config.from_env({"DATABASE_URL": url, "WORKER_DATABASE_PASSWORD": passwords["survey_worker"],
+                                 "WEB_DATABASE_PASSWORD": passwords["survey_web"],
+                                 "AUDITOR_DATABASE_PASSWORD": passwords["auditor"]}))
+        # The owner's, as scripts/run-db sets it; and one that fails, which
+        # PostgreSQL logs with its statement whatever log_statement says.
+        set_passwords(url, {"survey": server.password})
+        failing = "failing-plain-" + uuid.uuid4().hex
+        with pytest.raises(psycopg2.errors.UndefinedObject):
+            set_passwords(url, {"nobody": failing})
+
+        log, kept = (server.tmp / "log").read_text(), statements_kept(url)
+        # The checks below look where the statements are.
+        assert "ALTER ROLE" in log and any("ALTER ROLE" in q for q in kept), kept
+        assert 'role "nobody" does not exist' in log
+        for plain in (*passwords.values(), server.password, failing):
+            assert plain not in log
+            assert not [q for q in kept if plain in q]
+        # Each role signs in with its password, over TCP with scram-sha-256.
+        for role, password in {**passwords, "survey": server.password}.items():
+            conn = psycopg2.connect(make_dsn(url, user=role, password=password), connect_timeout=5)
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_user")
+                assert cur.fetchone() == (role,)
+            conn.close()
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(make_dsn(url, user="auditor", password=passwords["survey_web"]), connect_timeout=5)
+    finally:
+        server.destroy()

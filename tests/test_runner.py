@@ -17,7 +17,7 @@ from psycopg2.extensions import make_dsn
 
 from tests.http import Browser
 from tests.scrape import samples, value
-from tests.servers import ROOT, free_port, pg_bindir, wait_until
+from tests.servers import ROOT, free_port, pg_bindir, statements_kept, wait_until
 
 
 def listening(port):
@@ -249,9 +249,8 @@ def test_make_run_as_root_with_a_private_data_dir(runner, tmp_path):
     shutil.rmtree(link.resolve())
 
 
-def test_a_data_dir_from_before_passwords_gets_them(runner):
-    run = runner()
-    # The cluster an older make run made: initdb with every local connection trusted.
+def cluster_from_before_passwords(run):
+    """The cluster an older make run made in its data directory: initdb with every local connection trusted."""
     pgdata = run.data_dir / "postgres"
     as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] if os.geteuid() == 0 else []
     pgdata.mkdir(mode=0o700)
@@ -259,6 +258,12 @@ def test_a_data_dir_from_before_passwords_gets_them(runner):
         shutil.chown(pgdata, "postgres", "postgres")
     subprocess.run(as_pg + [f"{pg_bindir()}/initdb", "-D", str(pgdata), "-U", "survey", "--auth=trust",
                             "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+    return pgdata
+
+
+def test_a_data_dir_from_before_passwords_gets_them(runner):
+    run = runner()
+    cluster_from_before_passwords(run)
     browser = run.start()
     with pytest.raises(psycopg2.OperationalError, match="password"):
         psycopg2.connect(f"postgresql://survey@127.0.0.1:{run.env['DB_PORT']}/survey", connect_timeout=5).close()
@@ -266,3 +271,37 @@ def test_a_data_dir_from_before_passwords_gets_them(runner):
     assert status == 303
     assert wait_until(lambda: stored(run.owner_url(), sid), 30, "the row") == [("Old", "grey", "maple")]
     run.interrupt()
+
+
+def test_the_owner_password_reaches_no_server_log(runner):
+    run = runner()
+    # A cluster that logs every statement and keeps every statement's text,
+    # from before passwords, so scripts/run-db sets the owner's.
+    pgdata = cluster_from_before_passwords(run)
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write("log_statement = 'all'\nshared_preload_libraries = 'pg_stat_statements'\n")
+    secrets = run.data_dir / "secrets"
+    secrets.mkdir(mode=0o700)
+    password = "owner-plain-" + uuid.uuid4().hex
+    (secrets / "db_password").write_text(password + "\n")
+    env = {**run.env, "DATABASE_PASSWORD_FILE": str(secrets / "db_password"),
+           "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    run.proc = subprocess.Popen([ROOT / "scripts" / "run-db"], cwd=ROOT, env=env, stdout=run.log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    port = int(run.env["DB_PORT"])
+
+    def up():
+        assert run.proc.poll() is None, run.log_path.read_text()[-3000:]
+        return listening(port)
+
+    wait_until(up, 60, "run-db to listen")
+
+    # Over TCP, with the password: scram-sha-256 accepts the verifier run-db set.
+    kept = statements_kept(make_dsn(f"postgresql://survey@127.0.0.1:{port}/postgres", password=password))
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.proc.wait(60) == 0
+    logs = (pgdata / "startup.log").read_text() + run.log_path.read_text()
+    assert password not in logs
+    assert not [q for q in kept if password in q]
+    # The checks above looked where the statement is.
+    assert "ALTER ROLE" in logs and any("ALTER ROLE" in q for q in kept), kept

@@ -84,6 +84,8 @@ def test_each_service_mounts_only_its_own_secrets(config):
         (volume,) = mounts[name].values()
         assert volume["source"] == f"{name}-secrets" and volume["read_only"], name
     assert not mounts["proxy"] and not mounts["redis"]
+    # The one-shot empties the old shared volume once it has carried its passwords over.
+    assert not mounts["secrets"]["secrets"].get("read_only")
 
 
 def test_worker_can_scale(config):

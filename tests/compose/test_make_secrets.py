@@ -1,6 +1,8 @@
 """db/make-secrets.sh, as compose's one-shot `secrets` service runs it, here
 on directories standing in for the volumes: each service gets only its own
-secrets, readable only by its user, and the values never change once made."""
+secrets, readable only by its user, and the values never change once made,
+also across an upgrade from the single volume of earlier versions, which is
+left empty."""
 
 import os
 import subprocess
@@ -51,11 +53,19 @@ def test_later_starts_keep_the_values(volumes):
     assert make_secrets(volumes) == first
 
 
-def test_a_stack_from_before_keeps_its_passwords(volumes):
-    # The single world-readable volume of earlier versions; the database volume was made with its password.
-    for name in ("db_password", "worker_db_password", "web_db_password", "auditor_db_password", "secret_key"):
+def test_an_upgrade_from_the_single_volume_keeps_the_passwords_and_empties_it(volumes):
+    # The single volume of earlier versions: every secret, world-readable (as
+    # its one-shot left them); the database volume was made with its password.
+    names = ("db_password", "worker_db_password", "web_db_password", "auditor_db_password", "secret_key")
+    for name in names:
         (volumes / "earlier" / name).write_text(f"old-{name}")
+        (volumes / "earlier" / name).chmod(0o444)
     made = make_secrets(volumes)
-    assert made["db"]["db_password"] == made["migrate"]["db_password"] == "old-db_password"
+    assert made["migrate"] == {name: f"old-{name}" for name in names if name != "secret_key"}
+    assert made["db"] == {"db_password": "old-db_password"}
     assert made["web"] == {"web_db_password": "old-web_db_password", "secret_key": "old-secret_key"}
     assert made["worker"] == {"worker_db_password": "old-worker_db_password"}
+    # Carried over, the old copies are gone.
+    assert list((volumes / "earlier").iterdir()) == []
+    # And the next start keeps the values, from their new homes.
+    assert make_secrets(volumes) == made

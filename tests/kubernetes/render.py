@@ -1,6 +1,7 @@
-"""A minimal Kustomize for deploy/kubernetes: no kustomize or kubectl binary
-can be installed where the tests run (Debian's kubernetes-client is 1.20,
-whose kustomize knows no `patches`; PyPI has none).
+"""A minimal Kustomize for deploy/kubernetes: no kustomize binary can be
+installed where the tests run (PyPI has none, and Debian's kubernetes-client
+is kubectl 1.20, whose kustomize v2 knows no `patches`; test_render.py
+checks this renderer against it, in v2's words).
 
 It renders only what the kustomizations there use, and refuses anything
 else, so a new field fails here instead of rendering wrong:
