@@ -2,6 +2,7 @@
 WEB_DB_POOL_SIZE connections instead of opening one per query, never shares
 one with another process, and drops the ones a PostgreSQL restart broke."""
 
+import fcntl
 import os
 import uuid
 
@@ -108,3 +109,19 @@ def test_database_down_is_an_error_and_up_again_works(env, pg_server):
         pg_server.start()
     assert client.get("/readyz").get_json()["postgres"] == "ok"
     assert client.get("/results").status_code == 200
+
+
+def test_with_every_reader_slot_taken_pages_answer_without_the_database(env):
+    """Another process holds the one slot (WEB_DB_READERS=1): the receipt and
+    /results answer at once, without PostgreSQL, and the form is unaffected."""
+    app = create_app({"TESTING": True, "WEB_DB_READERS": 1})
+    client = app.test_client()
+    [sid] = insert(env["DATABASE_URL"], [("Pika", "tortie", "glazed")])
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "stored"
+    with open(os.path.join(app.extensions["submission_store"].readers.directory, "0"), "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # a file of its own, as another process's would be
+        assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "unknown"
+        assert client.get("/results").status_code == 503
+        assert client.get("/readyz").get_json() == {"status": "ok", "redis": "ok", "postgres": "unavailable"}
+        assert client.get("/").status_code == 200
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "stored"

@@ -22,7 +22,8 @@ def create_app(overrides=None):
     security.init_app(app)  # before CSRF: a post that is no form gets told so
     csrf.init_app(app)
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
-    app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"])
+    app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"],
+                                               app.config["WEB_DB_TIMEOUT"], app.config["WEB_DB_READERS"])
 
     for module in (views, health, metrics, results):
         app.register_blueprint(module.bp)

@@ -89,6 +89,12 @@ def from_env(env=os.environ):
         # one is enough.  WEB_CONCURRENCY x this, plus the worker's, must
         # stay well below the server's max_connections (100 by default).
         "WEB_DB_POOL_SIZE": int(env.get("WEB_DB_POOL_SIZE", "1")),
+        # Seconds one read of PostgreSQL (connect, query) may take before the
+        # page answers without it: a hung server must not hold a visitor.
+        "WEB_DB_TIMEOUT": float(env.get("WEB_DB_TIMEOUT", "1")),
+        # How many of the web's processes may be reading PostgreSQL at once;
+        # the rest keep serving the form and the posts, which need only Redis.
+        "WEB_DB_READERS": int(env.get("WEB_DB_READERS") or max(1, server(env)["WEB_CONCURRENCY"] // 2)),
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
         "QUEUE_NAME": env.get("QUEUE_NAME", "submissions"),
         # A job retries a database outage for about 30 minutes before it is

@@ -8,6 +8,8 @@ import psycopg2.extras
 import psycopg2.pool
 from psycopg2.extensions import parse_dsn
 
+from . import bounds
+
 FIND_SUBMISSION = "SELECT name, coat, donut, submitted_at, stored_at FROM cats WHERE submission_id = %s"
 
 # One statement, so the two tallies and the total come from one snapshot.
@@ -25,23 +27,36 @@ EXPORT = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM cats ORDER BY stored_at, subm
 EXPORT_BATCH = 1000
 
 
-CONNECT_OPTIONS = {"connect_timeout": 2, "application_name": "survey-web"}
+# A quiet connection is probed after 5 s and dropped after 3 unanswered probes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1, "keepalives_count": 3}
+# Past its timeout a server that answers cancels the query itself, and the
+# connection stays usable; this much later we stop waiting for a silent one.
+CLIENT_MARGIN_S = 0.5
 
 
 class Store:
-    def __init__(self, database_url, pool_size=2):
+    def __init__(self, database_url, pool_size=2, timeout=1.0, readers=1):
         if pool_size < 1:
             # Caught at start-up, not as a 503 on every query.
             raise ValueError(f"WEB_DB_POOL_SIZE must be at least 1, not {pool_size}")
         self.database_url = database_url
         self.pool_size = pool_size
+        bounds.install()
+        self.readers = bounds.Slots(readers)
+        self.connect_options = {
+            **KEEPALIVES,
+            "connect_timeout": max(2, round(timeout)),  # libpq's least; ours below ends it sooner
+            "options": f"-c statement_timeout={round(timeout * 1000)}",
+            "connection_factory": bounds.bounded(timeout + CLIENT_MARGIN_S),
+        }
         self._pool = None
         self._pool_pid = None
         self._pool_lock = threading.Lock()
         self._inherited = []
 
     def _connect(self, cursor_factory=psycopg2.extras.RealDictCursor):
-        return psycopg2.connect(self.database_url, cursor_factory=cursor_factory, **CONNECT_OPTIONS)
+        return psycopg2.connect(self.database_url, cursor_factory=cursor_factory,
+                                application_name="survey-web", **self.connect_options)
 
     def _process_pool(self):
         """This process's pool, made on its first query.
@@ -60,7 +75,8 @@ class Store:
                     # returned beyond minconn, so this keeps them all open.
                     self._pool = psycopg2.pool.ThreadedConnectionPool(
                         self.pool_size, self.pool_size, self.database_url,
-                        cursor_factory=psycopg2.extras.RealDictCursor, **CONNECT_OPTIONS)
+                        cursor_factory=psycopg2.extras.RealDictCursor, application_name="survey-web",
+                        **self.connect_options)
                     self._pool_pid = pid
         return self._pool
 
@@ -70,15 +86,18 @@ class Store:
         OperationalError when PostgreSQL turns it away."""
         params = parse_dsn(self.database_url)
         params.update(user=user, password=password)
-        return psycopg2.connect(connect_timeout=2, application_name="survey-web-auditor", **params)
+        with self.readers.hold():
+            return psycopg2.connect(application_name="survey-web-auditor", **self.connect_options, **params)
 
     def _fetch(self, sql, params=None, conn=None):
         """Every row of one short query: on `conn` (the auditor's own, closed
-        afterwards) if given, else on a pooled connection of ours."""
+        afterwards) if given, else on a pooled connection of ours.  Raises
+        DatabaseBusy at once if WEB_DB_READERS processes are reading already."""
         if conn is None:
-            return self._fetch_pooled(sql, params)
+            with self.readers.hold():
+                return self._fetch_pooled(sql, params)
         try:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            with self.readers.hold(), conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 cur.execute(sql, params)
                 return cur.fetchall()
         finally:
@@ -90,7 +109,8 @@ class Store:
         A connection the server dropped (a PostgreSQL restart ends every
         session) is discarded, never put back, and the query is tried again
         on the next one: at most pool_size + 1 tries reach a new connection.
-        Failing to connect is not retried: the database is down."""
+        Failing to connect is not retried (the database is down), nor is
+        a timeout (it is hung: one wait is all a page can afford)."""
         pool = self._process_pool()
         for attempt in range(self.pool_size + 1):
             conn = pool.getconn()
@@ -100,11 +120,11 @@ class Store:
                 with conn.cursor() as cur:
                     cur.execute(sql, params)
                     rows = cur.fetchall()
-            except BaseException:
+            except BaseException as exc:
                 # closed is nonzero once libpq has seen the connection die.
                 broken = bool(conn.closed)
                 pool.putconn(conn, close=broken)
-                if broken and attempt < self.pool_size:
+                if broken and attempt < self.pool_size and not isinstance(exc, bounds.DatabaseTimeout):
                     continue
                 raise
             pool.putconn(conn)

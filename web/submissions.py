@@ -22,6 +22,11 @@ class SubmissionQueue:
             "failure_ttl": config["JOB_FAILURE_TTL"],
             "result_ttl": config["JOB_RESULT_TTL"],
         }
+        # Where a submission waits until it is stored: RQ's queue, the list a
+        # worker moves a job to as it takes it, the jobs a worker holds, and
+        # those waiting for a retry (during a database outage, most of them).
+        self.waiting_lists = (self.queue.key, self.queue.intermediate_queue_key)
+        self.waiting_sets = (self.queue.started_job_registry.key, self.queue.scheduled_job_registry.key)
 
     def enqueue(self, submission):
         """Queue the store job; return False when this submission was already queued.
@@ -56,8 +61,14 @@ class SubmissionQueue:
         return "queued"
 
     def depth(self):
-        """Jobs waiting in the queue (not those a worker holds or that wait for a retry)."""
-        return self.redis.llen(self.queue.key)
+        """Submissions not yet stored: queued, held by a worker, or scheduled
+        for a retry; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self.waiting_lists:
+            pipe.llen(key)
+        for key in self.waiting_sets:
+            pipe.zcard(key)
+        return sum(pipe.execute())
 
     def ping(self):
         return self.redis.ping()

@@ -98,7 +98,7 @@ def main(argv=None, startup_timeout=300):
     wait_for("redis", connection.ping, deadline)
     if config.migrate_on_start:
         wait_for("postgresql", lambda: migrate(config), deadline)
-    db.configure(config.database_url)
+    db.configure(config.database_url, config.db_timeout)
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)
     return work(config, connection, burst)

@@ -11,6 +11,8 @@ DB_DIR = Path(__file__).resolve().parent.parent / "db"
 DEFAULT_SCHEMA = DB_DIR / "schema.sql"
 DEFAULT_ROLES = DB_DIR / "roles.sql"
 DEFAULT_DATABASE_URL = "postgresql://survey@127.0.0.1:15432/survey"
+# Below JOB_TIMEOUT (30 s), with room for worker/db.py's margin and the pause after a failure.
+DEFAULT_DB_TIMEOUT = 10.0
 
 # The database roles of db/roles.sql, and the variables holding their passwords.
 ROLE_PASSWORDS = {
@@ -60,6 +62,9 @@ class Config:
     # How many waiting submissions a worker stores with one INSERT, at most
     # (worker/batch_worker.py); 1 stores each job alone, as RQ does.
     batch_size: int
+    # Seconds the server may spend on one statement, or waiting for a lock,
+    # before it ends it; keep it (+ 2 s, worker/db.py) below JOB_TIMEOUT.
+    db_timeout: float
     # Where the worker writes its RQ name, for the container healthcheck to find.
     name_file: Path
     log_level: str
@@ -87,6 +92,7 @@ class Config:
             maintenance_interval=int(env.get("WORKER_MAINTENANCE_INTERVAL", "30")),
             worker_ttl=int(env.get("WORKER_TTL", "45")),
             batch_size=max(1, int(env.get("WORKER_BATCH_SIZE", "200"))),
+            db_timeout=float(env.get("WORKER_DB_TIMEOUT", str(DEFAULT_DB_TIMEOUT))),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
             log_format=env.get("LOG_FORMAT", "text"),

@@ -4,29 +4,84 @@ A connection costs a few milliseconds to open and an insert well under one, so
 opening one per job would cost more than the job itself.  That is also why the
 worker runs jobs in its own process (RQ's SimpleWorker) rather than in a fresh
 fork per job, where nothing survives from one job to the next.
+
+Every wait on the server is bounded, below JOB_TIMEOUT: RQ's SIGALRM cannot
+interrupt libpq, so a job blocked on a lock or a hung server would otherwise
+stay STARTED until RQ's maintenance hands it to another worker while this one
+still holds it.  The server ends a statement or a lock wait after
+WORKER_DB_TIMEOUT seconds; a server that does not answer at all (frozen,
+partitioned: its kernel still acknowledges TCP) is given up a little later by
+the wait callback below, which closes the connection.
 """
 
-import psycopg2
+import select
+import time
 
-from .config import Config
+import psycopg2
+import psycopg2.extensions as ext
+
+from .config import DEFAULT_DB_TIMEOUT, Config
+
+# A quiet connection is probed after 10 s and dropped after 3 unanswered probes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+# Past its timeout a server that answers cancels the statement itself; this
+# much later we stop waiting for a silent one.
+CLIENT_MARGIN_S = 2.0
+_EVENTS = {ext.POLL_READ: select.POLLIN, ext.POLL_WRITE: select.POLLOUT}
 
 _url = None
+_timeout = DEFAULT_DB_TIMEOUT
 _conn = None
 
 
-def configure(database_url):
-    global _url
+class DatabaseTimeout(psycopg2.OperationalError):
+    """The server did not answer in time; the connection is closed."""
+
+
+class BoundedConnection(ext.connection):
+    """Set before connecting, so the connect itself is bounded too."""
+
+    def __init__(self, dsn, *args, wait_timeout=None, **kwargs):
+        self.wait_timeout = wait_timeout
+        super().__init__(dsn, *args, **kwargs)
+
+
+# Twin of web/bounds.py's wait: each image ships only its own package.
+def wait(conn):
+    """psycopg2's wait callback (psycopg2.extras.wait_select, with a deadline).
+
+    Raising here makes psycopg2 close the connection."""
+    timeout = getattr(conn, "wait_timeout", None)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    while (state := conn.poll()) != ext.POLL_OK:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise DatabaseTimeout(f"PostgreSQL did not answer within {timeout}s")
+        poller.register(conn.fileno(), _EVENTS[state])
+        poller.poll(None if left is None else left * 1000)
+
+
+def configure(database_url, timeout=DEFAULT_DB_TIMEOUT):
+    global _url, _timeout
     discard()
-    _url = database_url
+    _url, _timeout = database_url, timeout
 
 
 def connection():
     """Return the process's connection, opening it on first use or after a failure."""
-    global _conn, _url
+    global _conn, _url, _timeout
     if _url is None:
-        _url = Config.from_env().database_url
+        config = Config.from_env()
+        _url, _timeout = config.database_url, config.db_timeout
     if _conn is None or _conn.closed:
-        _conn = psycopg2.connect(_url, connect_timeout=5, application_name="survey-worker")
+        ext.set_wait_callback(wait)
+        ms = round(_timeout * 1000)
+        _conn = psycopg2.connect(
+            _url, connect_timeout=5, application_name="survey-worker", **KEEPALIVES,
+            options=f"-c statement_timeout={ms} -c lock_timeout={ms}",
+            connection_factory=lambda dsn, **kwargs: BoundedConnection(
+                dsn, wait_timeout=_timeout + CLIENT_MARGIN_S, **kwargs))
     return _conn
 
 
