@@ -3,15 +3,19 @@ on a cluster that wants passwords (as make run's and compose's do), and
 failed tries from one address end in 429 without PostgreSQL being asked."""
 
 import base64
+import concurrent.futures
 import csv
+import http.client
 import io
 import logging
+import threading
 import uuid
 
 import psycopg2
 import pytest
 
 from tests.conftest import AUDITOR_PASSWORD
+from tests.gunicorn import Gunicorn
 from tests.servers import PostgresServer, wait_until
 from web import create_app
 from worker.config import Config as WorkerConfig
@@ -233,3 +237,49 @@ def test_the_auditor_is_told_unavailable_while_postgres_is_down(client, password
     finally:
         password_pg.start()
     assert client.get("/results.csv", auth=("auditor", AUDITOR_PASSWORD)).status_code == 200
+
+
+@pytest.fixture
+def live(env, password_db, tmp_path):
+    """The real gunicorn, several processes, on the cluster that asks passwords."""
+    server = Gunicorn({**env, "DATABASE_URL": password_db}, tmp_path, tmp_path / "metrics", workers=8)
+    yield server
+    server.stop()
+
+
+def basic(password):
+    return {"Authorization": "Basic " + base64.b64encode(f"auditor:{password}".encode()).decode()}
+
+
+def test_concurrent_guesses_get_no_more_tries_than_the_limit(live, password_pg):
+    before = failed_logins_in_server_log(password_pg)
+    start = threading.Barrier(30)
+
+    def guess(i):
+        conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
+        conn.connect()
+        start.wait()
+        conn.request("GET", "/results.csv", headers=basic(f"guess {i}"))
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    with concurrent.futures.ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(guess, range(30)))
+    assert sorted(statuses) == [401] * 5 + [429] * 25
+    # PostgreSQL itself was asked five times, no more.
+    assert failed_logins_in_server_log(password_pg) - before == 5
+
+
+def test_bad_authorization_headers_at_gunicorn_are_never_a_500(live, redis):
+    statuses = []
+    for header in FUZZ:
+        conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
+        conn.request("GET", "/results.csv", headers={"Authorization": header})
+        statuses.append(conn.getresponse().status)
+        conn.close()
+    # 431 (Request Header Fields Too Large): gunicorn's own answer to a 10 KB
+    # header (limit_request_field_size), before the app; nginx says 400.
+    assert set(statuses) <= {400, 401, 429, 431}, statuses
+    assert statuses.count(401) == 5 and 431 in statuses
+    assert "Traceback" not in live.log_path.read_text()
