@@ -252,23 +252,27 @@ def basic(password):
 
 
 def test_concurrent_guesses_get_no_more_tries_than_the_limit(live, password_pg):
-    before = failed_logins_in_server_log(password_pg)
-    start = threading.Barrier(30)
+    def burst(source):
+        """30 wrong guesses from one address, sent at once to 8 processes."""
+        start = threading.Barrier(30)
 
-    def guess(i):
-        conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
-        conn.connect()
-        start.wait()
-        conn.request("GET", "/results.csv", headers=basic(f"guess {i}"))
-        status = conn.getresponse().status
-        conn.close()
-        return status
+        def guess(i):
+            conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30, source_address=(source, 0))
+            conn.connect()
+            start.wait()
+            conn.request("GET", "/results.csv", headers=basic(f"guess {i}"))
+            status = conn.getresponse().status
+            conn.close()
+            return status
 
-    with concurrent.futures.ThreadPoolExecutor(30) as pool:
-        statuses = list(pool.map(guess, range(30)))
-    assert sorted(statuses) == [401] * 5 + [429] * 25
-    # PostgreSQL itself was asked five times, no more.
-    assert failed_logins_in_server_log(password_pg) - before == 5
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            return sorted(pool.map(guess, range(30)))
+
+    for source in ("127.0.0.41", "127.0.0.42", "127.0.0.43"):
+        before = failed_logins_in_server_log(password_pg)
+        assert burst(source) == [401] * 5 + [429] * 25, source
+        # PostgreSQL itself was asked five times, no more.
+        assert failed_logins_in_server_log(password_pg) - before == 5
 
 
 def test_bad_authorization_headers_at_gunicorn_are_never_a_500(live, redis):
