@@ -35,13 +35,17 @@ def database_url(pg_server):
     return url
 
 
-@pytest.fixture
-def env(database_url, redis_server, monkeypatch):
-    """A clean database and Redis, and the environment the services read."""
+def empty_table(database_url):
     conn = psycopg2.connect(database_url)
     with conn, conn.cursor() as cur:
         cur.execute("TRUNCATE cats")
     conn.close()
+
+
+@pytest.fixture
+def env(database_url, redis_server, monkeypatch):
+    """A clean database and Redis, and the environment the services read."""
+    empty_table(database_url)
     redis_lib.Redis.from_url(redis_server.url).flushall()
     values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret"}
     for key, value in values.items():
@@ -134,20 +138,22 @@ def password_pg():
     server.destroy()
 
 
-@pytest.fixture(scope="session")
-def auditor_database_url(password_pg):
-    url = password_pg.create_database("survey")
+def auditor_database(server, name):
+    """A new database on `server` with the schema and roles, the auditor's password AUDITOR_PASSWORD."""
+    url = server.create_database(name)
     migrate(WorkerConfig.from_env({"DATABASE_URL": url, "AUDITOR_DATABASE_PASSWORD": AUDITOR_PASSWORD}))
     return url
+
+
+@pytest.fixture(scope="session")
+def auditor_database_url(password_pg):
+    return auditor_database(password_pg, "survey")
 
 
 @pytest.fixture
 def auditor_env(env, auditor_database_url, monkeypatch):
     """env, but on the cluster that asks passwords, where the auditor signs in with AUDITOR."""
-    conn = psycopg2.connect(auditor_database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE cats")
-    conn.close()
+    empty_table(auditor_database_url)
     monkeypatch.setenv("DATABASE_URL", auditor_database_url)
     worker_db.configure(auditor_database_url)
     return {**env, "DATABASE_URL": auditor_database_url}

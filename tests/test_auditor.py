@@ -14,25 +14,14 @@ import uuid
 import psycopg2
 import pytest
 
-from tests.conftest import AUDITOR_PASSWORD
+from tests.conftest import AUDITOR_PASSWORD, auditor_database
 from tests.gunicorn import Gunicorn
-from tests.servers import PostgresServer, wait_until
+from tests.servers import wait_until
 from web import create_app
-from worker.config import Config as WorkerConfig
-from worker.migrate import migrate
-
-@pytest.fixture(scope="module")
-def password_pg():
-    # A cluster of this module's own: one test stops it.
-    server = PostgresServer(passwords=True)
-    yield server
-    server.destroy()
-
 
 @pytest.fixture(scope="module")
 def password_db(password_pg):
-    url = password_pg.create_database("survey")
-    migrate(WorkerConfig.from_env({"DATABASE_URL": url, "AUDITOR_DATABASE_PASSWORD": AUDITOR_PASSWORD}))
+    url = auditor_database(password_pg, "auditor_tests")
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
         cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) "
