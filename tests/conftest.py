@@ -9,7 +9,7 @@ from web import create_app
 from worker import db as worker_db
 from worker.__main__ import build_worker
 from worker.config import Config as WorkerConfig
-from worker.migrate import apply_roles, apply_schema
+from worker.migrate import apply_roles, apply_schema, migrate
 
 
 @pytest.fixture(scope="session")
@@ -30,18 +30,22 @@ def redis_server():
 def database_url(pg_server):
     url = pg_server.create_database("survey")
     apply_schema(url, WorkerConfig.from_env({}).schema_path)
-    # The auditor role, for /results.csv (trust authentication: any password signs in).
+    # The roles: on this trusting cluster the web switches the auditor's sign-in off (auditor_env has one that works).
     apply_roles(url, WorkerConfig.from_env({}).roles_path)
     return url
+
+
+def empty_table(database_url):
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE cats")
+    conn.close()
 
 
 @pytest.fixture
 def env(database_url, redis_server, monkeypatch):
     """A clean database and Redis, and the environment the services read."""
-    conn = psycopg2.connect(database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE cats")
-    conn.close()
+    empty_table(database_url)
     redis_lib.Redis.from_url(redis_server.url).flushall()
     values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret"}
     for key, value in values.items():
@@ -120,5 +124,36 @@ def post_form(client, fresh_form):
     return post
 
 
-# HTTP Basic for the auditor; on the trust-authenticated test cluster any password works.
-AUDITOR = ("auditor", "any password")
+AUDITOR_PASSWORD = "correct horse battery staple"
+# HTTP Basic for the auditor, on the cluster that asks passwords (auditor_env).
+AUDITOR = ("auditor", AUDITOR_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def password_pg():
+    """A cluster that asks every TCP connection for a password, as make run's
+    and compose's do: the web refuses the auditor's sign-in on one that does not."""
+    server = PostgresServer(passwords=True)
+    yield server
+    server.destroy()
+
+
+def auditor_database(server, name):
+    """A new database on `server` with the schema and roles, the auditor's password AUDITOR_PASSWORD."""
+    url = server.create_database(name)
+    migrate(WorkerConfig.from_env({"DATABASE_URL": url, "AUDITOR_DATABASE_PASSWORD": AUDITOR_PASSWORD}))
+    return url
+
+
+@pytest.fixture(scope="session")
+def auditor_database_url(password_pg):
+    return auditor_database(password_pg, "survey")
+
+
+@pytest.fixture
+def auditor_env(env, auditor_database_url, monkeypatch):
+    """env, but on the cluster that asks passwords, where the auditor signs in with AUDITOR."""
+    empty_table(auditor_database_url)
+    monkeypatch.setenv("DATABASE_URL", auditor_database_url)
+    worker_db.configure(auditor_database_url)
+    return {**env, "DATABASE_URL": auditor_database_url}

@@ -1,5 +1,5 @@
 """The front as `make run` starts it, for tests: nginx (proxy/run) in front of
-gunicorn, and the worker, each started with its Procfile command on free
+gunicorn (on its unix socket), and the worker, each started with its Procfile command on free
 loopback ports, against a fresh database of the test's PostgreSQL and a Redis
 of its own (tests/servers.py)."""
 
@@ -73,6 +73,9 @@ class Front:
         self.redis = redis_lib.Redis.from_url(self.redis_server.url)
         self.database_url = pg_server.create_database(f"front_{uuid.uuid4().hex[:8]}")
         self.port, self.app_port, self.metrics_port = free_port(), free_port(), free_port()
+        # As scripts/run makes it: nginx reaches gunicorn here, in a directory only we can open.
+        self.app_socket = tmp / "web" / "app.sock"
+        self.app_socket.parent.mkdir(mode=0o700)
         self.env = {
             **os.environ,
             "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -80,6 +83,7 @@ class Front:
             "PORT": str(self.port),
             "APP_PORT": str(self.app_port),
             "WEB_METRICS_PORT": str(self.metrics_port),
+            "APP_SOCKET": str(self.app_socket),
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_server.url,
             "SECRET_KEY": "front-test-secret",

@@ -8,6 +8,7 @@ import urllib.request
 
 import psycopg2
 
+from tests.conftest import AUDITOR
 from tests.gunicorn import Gunicorn
 
 ROWS = 1_000_000
@@ -16,7 +17,8 @@ ROWS = 1_000_000
 TIMEOUT = 2
 
 
-def test_a_million_row_export_completes(env, tmp_path):
+def test_a_million_row_export_completes(auditor_env, tmp_path):
+    env = auditor_env
     conn = psycopg2.connect(env["DATABASE_URL"])
     with conn, conn.cursor() as cur:
         cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) "
@@ -31,7 +33,7 @@ def test_a_million_row_export_completes(env, tmp_path):
     try:
         request = urllib.request.Request(
             f"http://127.0.0.1:{server.port}/results.csv",
-            headers={"Authorization": "Basic " + base64.b64encode(b"auditor:any password").decode()})
+            headers={"Authorization": "Basic " + base64.b64encode(":".join(AUDITOR).encode()).decode()})
         lines = 0
         started = time.monotonic()
         with urllib.request.urlopen(request, timeout=60) as response:

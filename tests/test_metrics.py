@@ -4,6 +4,7 @@ from Redis, and the worker counts what its jobs did."""
 import uuid
 
 import prometheus_client
+import pytest
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
@@ -130,3 +131,11 @@ def test_metrics_only_on_the_metrics_listener(client):
     spoofed = client.get("/metrics", headers={"X-Forwarded-Host": f"survey.example:{port}"})
     assert spoofed.status_code == 404
     assert client.get("/metrics", environ_overrides={"SERVER_PORT": str(port)}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/results.csv", "/results", "/healthz", "/submissions/x", "//metrics",
+                                  "/metrics/", "/static/style.css"])
+def test_the_metrics_listener_answers_nothing_but_metrics(client, path):
+    on_metrics = {"SERVER_PORT": str(client.application.config["WEB_METRICS_PORT"])}
+    assert client.get(path, environ_overrides=on_metrics, auth=("auditor", "x")).status_code == 404
+    assert client.post(path, environ_overrides=on_metrics, data={"name": "x"}).status_code == 404

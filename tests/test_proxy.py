@@ -1,6 +1,7 @@
 """nginx in front of gunicorn (proxy/run), as `make run` starts them: what the
 public port serves and hides, and that slow clients cannot take the site down."""
 
+import base64
 import http.client
 import http.server
 import os
@@ -12,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.conftest import AUDITOR_PASSWORD
 from tests.frontend import FORM_HEADERS, Front, Process, percentile, post_body, request
 from tests.servers import ROOT, free_port, wait_until
 from web.security import SECURITY_HEADERS
@@ -20,8 +22,9 @@ SLOW_CLIENTS = 200
 
 
 @pytest.fixture(scope="module")
-def front(pg_server, tmp_path_factory):
-    front = Front(pg_server, tmp_path_factory.mktemp("front"))
+def front(password_pg, tmp_path_factory):
+    # On a cluster that asks passwords, so the auditor's sign-in is on.
+    front = Front(password_pg, tmp_path_factory.mktemp("front"), AUDITOR_DATABASE_PASSWORD=AUDITOR_PASSWORD)
     try:
         yield front.start()
     finally:
@@ -33,6 +36,37 @@ def test_the_public_port_never_shows_metrics(front, path):
     status, headers, _ = request(front.port, "GET", path)
     assert status == 404
     assert headers["Server"] == "nginx"  # nginx's answer: gunicorn was never asked
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_only_the_proxy_may_say_who_the_client_is(front):
+    """Wrong passwords with a new X-Forwarded-For each time, round every
+    listener the stack opens: the real address is locked out all the same."""
+    listeners = {"proxy": front.port, "app": front.app_port, "metrics": front.metrics_port}
+    seen = []
+    for i in range(6):
+        for name, port in listeners.items():
+            fresh = f"203.0.113.{len(seen)}"
+            status, _, _ = request(port, "GET", "/results.csv", source="127.0.0.31", headers={
+                "Authorization": basic("auditor", f"guess {i}"), "X-Forwarded-For": fresh, "X-Real-IP": fresh})
+            seen.append((name, status))
+    # The metrics listener answers /metrics and nothing else.
+    assert {status for name, status in seen if name == "metrics"} == {404}
+    tried = [status for name, status in seen if name != "metrics"]
+    assert tried == [401] * 5 + [429] * 7, seen
+    # Locked out is the address, whichever way it comes, even with the right password.
+    right = {"Authorization": basic("auditor", AUDITOR_PASSWORD), "X-Forwarded-For": "203.0.113.99"}
+    assert request(front.port, "GET", "/results.csv", headers=right, source="127.0.0.31")[0] == 429
+    assert request(front.app_port, "GET", "/results.csv", headers=right, source="127.0.0.31")[0] == 429
+    assert request(front.port, "GET", "/results.csv", headers=right, source="127.0.0.32")[0] == 200
+
+
+def test_a_client_of_gunicorn_cannot_claim_the_proxys_rate_limit(front):
+    status, _, body = request(front.app_port, "POST", "/", "name=x", {**FORM_HEADERS, "X-Survey-Rate-Limited": "1"})
+    assert status == 400 and "rate" not in body.lower()
 
 
 def test_static_files_come_from_nginx_with_the_apps_security_headers(front):

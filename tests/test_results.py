@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 import psycopg2
+from psycopg2.extensions import make_dsn
 import pytest
 
 from tests.conftest import AUDITOR
@@ -16,6 +17,12 @@ TALLY_ROW = re.compile(r'<tr data-value="([^"]*)"><th scope="row">([^<]*)</th><t
                        r'<td class="share"><span class="pct">(\d+)%</span><svg class="bar"[^>]*>'
                        r'<rect class="bar-track"[^>]*/><rect class="bar-fill" width="(\d+)"')
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.fixture
+def env(auditor_env):
+    # On the cluster that asks passwords, where the auditor's sign-in is on.
+    return auditor_env
 
 
 def insert(database_url, rows):
@@ -151,9 +158,9 @@ def read_only_url(env):
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("DROP ROLE IF EXISTS results_reader_test")
-        cur.execute("CREATE ROLE results_reader_test LOGIN")
+        cur.execute("CREATE ROLE results_reader_test LOGIN PASSWORD 'reader'")
         cur.execute("GRANT SELECT ON cats TO results_reader_test")
-    yield env["DATABASE_URL"].replace("//survey@", "//results_reader_test@")
+    yield make_dsn(env["DATABASE_URL"], user="results_reader_test", password="reader")
     with conn.cursor() as cur:
         cur.execute("REVOKE ALL ON cats FROM results_reader_test")
         cur.execute("DROP ROLE results_reader_test")

@@ -16,7 +16,7 @@ def create_app(overrides=None):
     if overrides:
         app.config.update(overrides)
 
-    from . import health, metrics, results, views
+    from . import auditor, health, metrics, results, views
     # Before CSRF and the form checks: a post the proxy rate-limited gets its form back as it was.
     app.before_request(views.turn_away_rate_limited)
     security.init_app(app)  # before CSRF: a post that is no form gets told so
@@ -25,6 +25,8 @@ def create_app(overrides=None):
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"],
                                                app.config["WEB_DB_TIMEOUT"], app.config["WEB_DB_READERS"])
 
-    for module in (views, health, metrics, results):
+    for module in (views, health, results):
         app.register_blueprint(module.bp)
+    metrics.init_app(app)
+    auditor.init_app(app)
     return app

@@ -1,5 +1,6 @@
 """Every setting the web reads from the environment, in one place."""
 
+import ipaddress
 import logging
 import math
 import os
@@ -59,6 +60,14 @@ def available_cores(cgroup_cpu_max="/sys/fs/cgroup/cpu.max"):
     return cores
 
 
+def forwarded_allow_ips(value):
+    """FORWARDED_ALLOW_IPS as networks, or True for "*" (every address)."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if "*" in items:
+        return True
+    return [ipaddress.ip_network(item) for item in items]
+
+
 def server(env=os.environ):
     """What gunicorn (web/gunicorn.conf.py) and web/healthcheck.py read: the
     listeners, the number of processes and the log format."""
@@ -66,8 +75,16 @@ def server(env=os.environ):
         "HOST": env.get("HOST", "127.0.0.1"),
         # The listener the reverse proxy forwards visitors to.
         "APP_PORT": int(env.get("APP_PORT", "2156")),
-        # The operator's listener: /metrics answers here and nowhere else.
+        # The operator's listener: it answers /metrics and nothing else.
         "WEB_METRICS_PORT": int(env.get("WEB_METRICS_PORT", "2157")),
+        # A unix socket for the proxy alone (make run, compose): connections
+        # on it are the proxy's, so its forwarded headers are believed there.
+        "APP_SOCKET": env.get("APP_SOCKET") or None,
+        # Addresses whose TCP connections may also say who the client is
+        # (X-Forwarded-*): none by default, "*" where only the proxy can
+        # reach APP_PORT (Kubernetes, behind a NetworkPolicy).  gunicorn
+        # reads the same list for the scheme.
+        "FORWARDED_ALLOW_IPS": env.get("FORWARDED_ALLOW_IPS", ""),
         # gunicorn's rule of thumb for sync workers, on the cores we may use.
         "WEB_CONCURRENCY": int(env.get("WEB_CONCURRENCY") or 2 * available_cores() + 1),
         "LOG_LEVEL": env.get("LOG_LEVEL", "info").lower(),
@@ -115,6 +132,7 @@ def from_env(env=os.environ):
         # the trusted proxy marks https gets both anyway (web/security.py).
         "HTTPS": _flag(env, "HTTPS", "0"),
         "WEB_METRICS_PORT": server(env)["WEB_METRICS_PORT"],
+        "FORWARDED_ALLOW_IPS": forwarded_allow_ips(server(env)["FORWARDED_ALLOW_IPS"]),
         # Above this many waiting jobs a post gets 503: Redis holds about
         # 800 bytes per queued submission, so 100000 is ~80 MB of a 256 MB maxmemory.
         "QUEUE_MAX_DEPTH": int(env.get("QUEUE_MAX_DEPTH", "100000")),
@@ -124,4 +142,8 @@ def from_env(env=os.environ):
         # seconds before it gets 429 without PostgreSQL being asked.
         "AUTH_MAX_FAILURES": int(env.get("AUTH_MAX_FAILURES", "5")),
         "AUTH_FAILURE_WINDOW": int(env.get("AUTH_FAILURE_WINDOW", "600")),
+        # How often each process asks PostgreSQL again whether it checks the
+        # auditor's password at all (web/auditor.py): one connection per
+        # process per interval, and only when someone signs in.
+        "AUDITOR_TRUST_CHECK_INTERVAL": int(env.get("AUDITOR_TRUST_CHECK_INTERVAL", "60")),
     }

@@ -21,9 +21,15 @@ os.makedirs(metrics_dir, exist_ok=True)
 from web import heartbeat, logs  # noqa: E402  (needs the environment above)
 
 wsgi_app = "web:create_app()"
-# The proxy forwards visitors to the first; Prometheus scrapes the second,
-# and only there does /metrics answer (web/metrics.py).
+# The proxy forwards visitors to the first (or to APP_SOCKET, if set);
+# Prometheus scrapes the second, which answers /metrics and nothing else
+# (web/metrics.py).
 bind = [f"{settings['HOST']}:{settings['APP_PORT']}", f"{settings['HOST']}:{settings['WEB_METRICS_PORT']}"]
+if settings["APP_SOCKET"]:
+    bind.append(f"unix:{settings['APP_SOCKET']}")
+# Whose X-Forwarded-Proto gunicorn believes: the same as the app's rule
+# (web/security.py); gunicorn always believes its unix socket.
+forwarded_allow_ips = settings["FORWARDED_ALLOW_IPS"]
 workers = settings["WEB_CONCURRENCY"]
 # Loaded once before forking: every worker shares the app, and its SECRET_KEY.
 preload_app = True

@@ -11,6 +11,7 @@ to row) are on the worker's endpoint, WORKER_METRICS_PORT: see worker/metrics.py
 """
 
 import os
+import socket
 
 import redis
 from flask import Blueprint, Response, abort, current_app, request
@@ -19,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from rq import Worker
+from werkzeug.exceptions import NotFound
 
 bp = Blueprint("metrics", __name__)
 
@@ -111,15 +113,41 @@ def scrape_registry(app):
 
 
 def listener_port(environ):
-    """The port of the listener this request came in on, as gunicorn filled it
-    in from the socket: ProxyFix may have rewritten SERVER_PORT from an
-    X-Forwarded-Host that a visitor chose, so its saved original counts."""
+    """The port of the listener this request came in on, "" for a unix
+    socket.  Under gunicorn, from the connection's own socket: neither a
+    Host nor an X-Forwarded-Host that a visitor chose can change it.
+    Elsewhere (tests, a development server) from SERVER_PORT as the server
+    set it, before ProxyFix rewrote it."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        return str(sock.getsockname()[1]) if sock.family in (socket.AF_INET, socket.AF_INET6) else ""
     return environ.get("werkzeug.proxy_fix.orig", environ)["SERVER_PORT"]
+
+
+class MetricsListener:
+    """WEB_METRICS_PORT answers /metrics and nothing else, so whoever can
+    reach it (Prometheus, and whoever else shares its network) meets no
+    form, no sign-in and no proxy headers there."""
+
+    def __init__(self, app, port):
+        self.app = app
+        self.port = str(port)
+
+    def __call__(self, environ, start_response):
+        if listener_port(environ) == self.port and environ.get("PATH_INFO") != "/metrics":
+            return NotFound()(environ, start_response)
+        return self.app(environ, start_response)
 
 
 @bp.get("/metrics")
 def metrics():
-    # Only on the operator's listener (WEB_METRICS_PORT), which the proxy never forwards to.
+    # Only on the operator's listener, which the proxy never forwards to.
     if listener_port(request.environ) != str(current_app.config["WEB_METRICS_PORT"]):
         abort(404)
     return Response(generate_latest(scrape_registry(current_app)), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+    # Outermost, so nothing else of the app runs for a request it turns away.
+    app.wsgi_app = MetricsListener(app.wsgi_app, app.config["WEB_METRICS_PORT"])

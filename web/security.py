@@ -1,7 +1,10 @@
 """What every request and response goes through before the views: the client
-address and scheme come from the one trusted proxy, the form's posts must be
-a form, in UTF-8, and every page carries the security headers."""
+address and scheme come from the one trusted proxy and from no one else, the
+form's posts must be a form, in UTF-8, and every page carries the security
+headers."""
 
+import ipaddress
+import socket
 from urllib.parse import parse_qsl
 
 from flask import current_app, render_template, request
@@ -82,10 +85,52 @@ def add_security_headers(response):
     return response
 
 
+# What only the proxy may say: who the client is, how it connected, and
+# that nginx rate-limited this post (views.turn_away_rate_limited).
+PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
+                 "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PREFIX", "HTTP_X_SURVEY_RATE_LIMITED")
+
+
+def from_proxy(environ, allowed):
+    """Whether this connection is the proxy's: it came on gunicorn's unix
+    socket (APP_SOCKET, which only the proxy can open), or from an address
+    in FORWARDED_ALLOW_IPS (`allowed`: networks, or True for any)."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None and sock.family == socket.AF_UNIX:
+        return True
+    if allowed is True:
+        return True
+    try:
+        address = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in allowed)
+
+
+class ProxyHeaders:
+    """ProxyFix for the proxy's connections only.  Anyone else who reaches
+    gunicorn (another pod, another container, another local user) could
+    otherwise pick a new client address per request and never be locked
+    out; their proxy headers are dropped, so they are known by their own
+    address."""
+
+    def __init__(self, app, allowed):
+        self.direct = app
+        # nginx, the one hop we trust, overwrites X-Forwarded-For/-Proto/-Host;
+        # anything further left in them came from the client and is ignored.
+        self.proxied = ProxyFix(app, x_for=1, x_proto=1, x_host=1)
+        self.allowed = allowed
+
+    def __call__(self, environ, start_response):
+        if from_proxy(environ, self.allowed):
+            return self.proxied(environ, start_response)
+        for name in PROXY_HEADERS:
+            environ.pop(name, None)
+        return self.direct(environ, start_response)
+
+
 def init_app(app):
-    # nginx, the one hop we trust, overwrites X-Forwarded-For/-Proto/-Host;
-    # anything further left in them came from the client and is ignored.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    app.wsgi_app = ProxyHeaders(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     app.session_interface = SessionInterface()
     # Registered before CSRFProtect's own check, so it runs first.
     app.before_request(check_form_post)

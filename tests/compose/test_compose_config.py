@@ -66,9 +66,14 @@ def test_the_proxy_is_published_on_the_tutorial_port(config):
     assert re.search(r"^\s+PORT=2154 \\$", dockerfile, re.M)
     proxy, web = config["services"]["proxy"], config["services"]["web"]
     assert "PORT" not in proxy["environment"]
-    # It forwards to the web's app listener, which is the one it waits for.
-    assert proxy["environment"]["APP_HOST"] == "web"
-    assert proxy["environment"]["APP_PORT"] == web["environment"]["APP_PORT"] == "2156"
+    # It forwards to the web's unix socket, on a volume only the two share:
+    # the one way in where the web believes who the client is.
+    assert proxy["environment"]["APP_SOCKET"] == web["environment"]["APP_SOCKET"] == "/run/survey-web/app.sock"
+    sharing = [name for name, service in config["services"].items()
+               if any(v["source"] == "web-socket" for v in service.get("volumes", []))]
+    assert sorted(sharing) == ["proxy", "web"]
+    assert "FORWARDED_ALLOW_IPS" not in web["environment"]
+    assert web["environment"]["APP_PORT"] == "2156"
     assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
     assert web["environment"]["HOST"] == "0.0.0.0"
     assert web["environment"]["WEB_METRICS_PORT"] == "2157"
@@ -152,7 +157,7 @@ def test_the_live_tests_override_keeps_everything_on_loopback(config):
     assert services["web"]["environment"]["WEB_METRICS_PORT"] == "22157"
     assert services["proxy"]["environment"]["HOST"] == "127.0.0.1"
     assert services["proxy"]["environment"]["PORT"] == "22154"
-    assert services["proxy"]["environment"]["APP_PORT"] == "22156"
+    assert services["proxy"]["environment"]["APP_SOCKET"] == services["web"]["environment"]["APP_SOCKET"]
     # Each on the test's port, and as its own role: only migrate is the owner.
     for name, variable, user in (("migrate", "DATABASE_URL", "survey"),
                                  ("worker", "WORKER_DATABASE_URL", "survey_worker"),
