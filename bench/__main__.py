@@ -4,8 +4,10 @@ Starts throwaway PostgreSQL and Redis, the web (gunicorn, web/gunicorn.conf.py)
 and workers (`python -m worker`) with the runner's commands, drives the web
 with wrk straight at gunicorn (not through nginx, so POST_RATE_LIMIT never
 applies), and prints the medians of several rounds next to issue 12's
-targets, and the capacity model (docs/capacity.md).  Writes
-bench/results/<time>.json, latest.json and latest.png.
+targets, and the capacity model (docs/capacity.md).  Then, once, the
+visitors' step (bench/visits.py): full visits through nginx, as browsers
+make them, for the capacity in visitors per second and the behaviour at twice
+that.  Writes bench/results/<time>.json, latest.json and latest.png.
 Fails (exit 1) if any accepted submission is not exactly one row."""
 
 import argparse
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from web import config as web_config
 
-from . import capacity, report
+from . import capacity, report, visits
 from .rounds import DRAIN_WORKERS, BenchFailure, Round
 
 # Workers in the "ours" rounds (healthy, slow, end to end, outage).  One
@@ -30,6 +32,8 @@ RECOMMENDED_WORKERS = 1
 from .stack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The rounds' steps, then the visitors' (run once: a search, not a median).
+STEPS = Round.STEPS + ("visits",)
 
 
 def options(argv):
@@ -50,15 +54,25 @@ def options(argv):
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 1 round, tiny counts (for the test suite, not for figures)")
     p.add_argument("--only", type=lambda v: v.split(","), default=None,
-                   help="comma-separated steps to run (machine_limits, web_without_queue, naive, "
-                        "backlog_and_drains, queued_pipeline, end_to_end, outage); prints their medians "
-                        "as JSON and writes nothing (for comparing one change)")
+                   help=f"comma-separated steps to run ({', '.join(STEPS)}); prints their medians "
+                        "(visits: its figures) as JSON and writes nothing (for comparing one change)")
+    p.add_argument("--visit-start-rate", type=float, default=40,
+                   help="visitors/s of the visitors' search's first probe; it doubles from there (default 40)")
+    p.add_argument("--visit-seconds", type=float, default=10,
+                   help="seconds of arrivals per probe of the visitors' search (default 10)")
+    p.add_argument("--overload-seconds", type=float, default=20,
+                   help="seconds of arrivals at twice the visitors' capacity (default 20)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib is in requirements/bench.txt)")
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and the plot go (default bench/results)")
     o = p.parse_args(argv)
     if o.quick:
         o.rounds, o.duration, o.backlog, o.outage_seconds = 1, 1, 200, 2
         o.pg_seconds, o.redis_requests, o.connections, o.fill_seconds = 1, 2000, 4, 30
+        # One short probe of visitors, no search: it checks only that each 303 is one row.
+        o.visit_start_rate, o.visit_seconds = 5, 2
+    unknown = set(o.only or ()) - set(STEPS)
+    if unknown:
+        p.error(f"--only: no step {', '.join(sorted(unknown))} (steps: {', '.join(STEPS)})")
     # The web refuses posts (503) once this many wait: the backlog must fit under it.
     max_depth = web_config.from_env(dict(os.environ, SECRET_KEY="bench-secret"))["QUEUE_MAX_DEPTH"]
     if o.backlog >= max_depth:
@@ -79,19 +93,25 @@ def main(argv=None):
 
     load_before = os.getloadavg()
     stack = Stack(workdir, web_concurrency=o.web_concurrency)
-    rounds = []
+    rounds, visitors = [], None
     try:
-        for i in range(o.rounds):
-            log(f"round {i + 1} of {o.rounds}")
-            rounds.append(Round(stack, o, log).run())
+        if not o.only or set(o.only) & set(Round.STEPS):
+            for i in range(o.rounds):
+                log(f"round {i + 1} of {o.rounds}")
+                rounds.append(Round(stack, o, log).run())
+        if not o.only or "visits" in o.only:
+            log("visits")
+            visitors = visits.run(stack, o, log)
     except BenchFailure as exc:
         print(f"\nBENCHMARK FAILED: {exc}\n(logs in {workdir})", file=sys.stderr)
         return 1
     finally:
         stack.destroy()
-    median = report.median_of(rounds)
+    median = report.median_of(rounds) if rounds else {}
     if o.only:
-        print(json.dumps(median, indent=1))
+        print(json.dumps({**median, **({"visits": visitors} if visitors else {})}, indent=1))
+        if visitors:
+            print(visits.table(visitors))
         print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
@@ -104,8 +124,11 @@ def main(argv=None):
         "targets": [dict(zip(("name", "value", "target", "met"), t)) for t in report.ratios(median, o.workers)],
         "capacity": capacity.model(median, o.workers, os.cpu_count()),
         "rounds": rounds,
+        "visits": visitors,
     }
     print(report.table(median, o.workers, o.rounds))
+    print()
+    print(visits.table(visitors))
     png = report.write(record, o.out, stamp, plot=not o.no_plot)
     print(f"\nload average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} cores); {record['seconds']} s; results in {Path(o.out) / 'latest.json'}"

@@ -77,3 +77,20 @@ class Meter:
         out["redis_commands"] = sum(calls.values()) / n
         out["redis_commands_by_name"] = {c: v / n for c, v in sorted(calls.items()) if v}
         return out
+
+
+def machine_seconds():
+    """(busy, all) CPU seconds of every core since boot, from /proc/stat's first line."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return (total - idle - iowait) / TICKS, total / TICKS
+
+
+def group_seconds(stack):
+    """CPU seconds so far of each process group of the front: nginx, gunicorn,
+    the workers, Redis and PostgreSQL."""
+    s = stack
+    return {"nginx": tree_seconds([s.proxy.proc.pid]), "gunicorn": tree_seconds([s.web.proc.pid]),
+            "worker": tree_seconds([w.proc.pid for w in s.workers]), "redis": redis_seconds(s.redis),
+            "postgres": tree_seconds([postmaster_pid(s.pg.datadir)])}

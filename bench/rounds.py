@@ -71,9 +71,11 @@ class Round:
         kw.setdefault("seconds", self.o.duration)
         return load.post(self.stack.web_url, connections=self.o.connections, **kw)
 
+    STEPS = ("machine_limits", "web_without_queue", "naive", "backlog_and_drains", "queued_pipeline",
+             "end_to_end", "outage")
+
     def run(self):
-        for step in (self.machine_limits, self.web_without_queue, self.naive, self.backlog_and_drains,
-                     self.queued_pipeline, self.end_to_end, self.outage):
+        for step in (getattr(self, name) for name in self.STEPS):
             if self.o.only and step.__name__ not in self.o.only:
                 continue
             self.log(f"  {step.__name__}")

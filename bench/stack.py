@@ -124,6 +124,8 @@ class Stack:
         self.web = None
         self.web_mode = None
         self.web_url = None
+        self.proxy = None
+        self.proxy_port = None
         self.workers = []
 
     def env(self, **extra):
@@ -164,6 +166,36 @@ class Stack:
 
         wait_until(up, 60, "the web")
         return self.web_url
+
+    def start_front(self):
+        """nginx (proxy/run, the Procfile's proxy) in front of our web on its
+        unix socket, as `make run` has them; returns nginx's port."""
+        self.stop_proxy()
+        socket_dir = self.workdir / "web"
+        socket_dir.mkdir(mode=0o700, exist_ok=True)
+        socket = socket_dir / "app.sock"
+        self.start_web("queue", APP_SOCKET=socket)
+        self.proxy_port = free_port()
+        env = self.env(HOST="127.0.0.1", PORT=self.proxy_port, APP_SOCKET=socket,
+                       PROXY_RUN_DIR=self.workdir / "proxy")
+        self.proxy = Service("proxy", [str(ROOT / "proxy" / "run")], env, self.workdir / "proxy.log")
+        browser = Browser(f"http://127.0.0.1:{self.proxy_port}")
+
+        def up():
+            if not self.proxy.alive():
+                raise RuntimeError(f"nginx exited; see {self.workdir / 'proxy.log'}")
+            try:
+                return browser.request("/healthz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, 60, "nginx")
+        return self.proxy_port
+
+    def stop_proxy(self):
+        if self.proxy:
+            self.proxy.stop()
+            self.proxy = None
 
     def web_peak_rss_mb(self):
         """Sum over gunicorn's master and its workers."""
@@ -256,6 +288,7 @@ class Stack:
     def destroy(self):
         if getattr(self, "_counter", None) is not None:
             self._counter.close()
+        self.stop_proxy()
         self.stop_web()
         self.stop_workers()
         self.pg.destroy()
