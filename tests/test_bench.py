@@ -1,8 +1,8 @@
 """The benchmark (bench/, `make bench`) runs end to end, so it cannot rot.
 
 A smoke run with tiny counts: it proves the harness drives the real web,
-workers, wrk, pgbench and redis-benchmark, and that its exactly-once check
-passes.  It asserts no figures: timing targets belong to the benchmark itself."""
+workers, wrk, pgbench and redis-benchmark, and nginx in front for the
+visitors' step, and that its exactly-once checks pass.  It asserts no figures: timing targets belong to the benchmark itself."""
 
 import json
 import subprocess
@@ -36,3 +36,23 @@ def test_bench_quick_run_stores_every_accepted_post_once(tmp_path):
     assert cap["redis_bytes"]["finished"] > 0
     assert cap["first_to_saturate"] in cap["components"]
     assert m["queued_healthy"]["stored_at_end"] <= m["queued_healthy"]["accepted"]
+
+    # The visitors' step: one short probe of full visits through nginx, each
+    # visitor's 303 stored once (checked by the step) and seen stored on its receipt.
+    visits = record["visits"]
+    assert visits["capacity"] is None and visits["overload"] is None  # --quick: no search
+    (probe,) = visits["probes"]
+    assert probe["stored"]["accepted"] == probe["stored"]["rows"] > 0
+    assert probe["stored_seen"] > 0
+    # Form, its two static files, the post and the receipt at least, for each accepted visitor.
+    assert probe["requests"] >= 5 * probe["stored"]["accepted"]
+    assert set(probe["cpu"]) >= {"nginx", "gunicorn", "worker", "redis", "postgres", "load generator"}
+    assert probe["lag_ms"]["max"] is not None
+    assert "visitors per second" in done.stdout
+
+
+def test_bench_refuses_an_unknown_step():
+    done = subprocess.run([sys.executable, "-m", "bench", "--only", "visits,nonsense"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "no step nonsense" in done.stderr
