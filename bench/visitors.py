@@ -64,12 +64,14 @@ class Connection:
         self.port, self.source, self.timeout = port, source, timeout
         self.reader = self.writer = None
         self.cookies = {}
+        self.requests = 0
 
     async def request(self, method, path, body=b"", headers=()):
         """(status, headers with lower-case names, body), within the timeout."""
         return await asyncio.wait_for(self._request(method, path, body, headers), self.timeout)
 
     async def _request(self, method, path, body, headers):
+        self.requests += 1
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port,
                                                                      local_addr=(self.source, 0))
@@ -188,6 +190,7 @@ async def visit(port, source, scheduled, record, request_timeout, visit_limit):
         record["failure"] = f"{stage} {'reset' if isinstance(exc, (OSError, asyncio.IncompleteReadError)) else 'bad answer'}"
     finally:
         conn.close()
+        record["requests"] = conn.requests
         record["visit_ms"] = 1000 * (loop.time() - start)
 
 

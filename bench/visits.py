@@ -69,6 +69,7 @@ def summarize(records, rate, seconds):
     failures = Counter(r["failure"] for r in records if "failure" in r)
     return {
         "rate": rate, "seconds": seconds, "visits": len(records), "posts": len(posts),
+        "requests": sum(r.get("requests", 0) for r in records),
         "post_statuses": {str(k): v for k, v in sorted(statuses.items())},
         "posts_by_status": by_status,
         "posts_answered_in_2s": answered_in_time / len(posts) if posts else 0.0,
@@ -215,7 +216,7 @@ def wait_queue_empty(stack, timeout):
 
 
 def _ms(x):
-    return "-" if x is None else ("never" if math.isinf(x) else f"{x:.0f} ms")
+    return "-" if x is None else ("never" if math.isinf(x) else f"{x:.1f} ms" if x < 1000 else f"{x:.0f} ms")
 
 
 def _pct(x):
