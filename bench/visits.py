@@ -154,6 +154,9 @@ def probe(stack, rate, seconds, seed, request_timeout, visit_limit, drain_timeou
     cpu = cpu_split(groups, group_seconds(stack), machine, machine_seconds(), generator_s, wall_s, os.cpu_count())
     s = summarize(records, rate, seconds)
     s["cpu"], s["wall_s"] = cpu, wall_s
+    # What one visit costs each group, next to the per-submission model (docs/capacity.md).
+    s["cpu_us_per_visit"] = {k: 1e6 * x * wall_s * os.cpu_count() / max(1, s["visits"])
+                             for k, x in cpu.items() if k not in ("other (not ours)", "machine busy")}
     s["stored"] = check_stored(stack, records, rows_before, drain_timeout)
     s["fully_served"] = fully_served(s)
     return s
@@ -260,5 +263,8 @@ def cpu_lines(title, s):
     cpu = s["cpu"]
     lag = s["lag_ms"]
     return [f"    {title}, share of all cores: " + ", ".join(f"{k} {_pct(x)}" for k, x in cpu.items()),
+            "    of the busy CPU: " + ", ".join(f"{k} {_pct(x / cpu['machine busy'])}" for k, x in cpu.items()
+                                           if k != "machine busy" and cpu["machine busy"] > 0),
+            "    CPU per visit: " + ", ".join(f"{k} {x:.0f} us" for k, x in s["cpu_us_per_visit"].items()),
             f"    load generator lag (visitors started late): p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms, "
             f"max {lag['max']:.1f} ms"]
