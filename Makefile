@@ -12,7 +12,7 @@ test:
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # Does the queue pay for itself? Figures against the naive design and the
-# machine's limits (bench/, about 6 minutes); never part of `make test`.
+# machine's limits, and visitors per second (bench/, about 9 minutes); never part of `make test`.
 # Options: make bench BENCH_ARGS='--backlog 5000 --rounds 3'  (see --help)
 bench:
 	scripts/bootstrap bench
