@@ -91,6 +91,20 @@ class Service:
     def alive(self):
         return self.proc.poll() is None
 
+    def wait_healthy(self, url, timeout=60):
+        """Until GET url/healthz answers 200; fails at once if the process exits."""
+        browser = Browser(url)
+
+        def up():
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+            try:
+                return browser.request("/healthz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, timeout, self.name)
+
     def peak_rss_mb(self, with_children=False):
         pids = [self.proc.pid] + (children(self.proc.pid) if with_children else [])
         return sum(peak_rss_mb(p) for p in pids)
@@ -154,17 +168,7 @@ class Stack:
             argv.append(WEB_APPS[design])
         self.web = Service("web", argv, env, self.workdir / "web.log")
         self.web_url = f"http://127.0.0.1:{port}"
-        browser = Browser(self.web_url)
-
-        def up():
-            if not self.web.alive():
-                raise RuntimeError(f"gunicorn exited; see {self.workdir / 'web.log'}")
-            try:
-                return browser.request("/healthz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(up, 60, "the web")
+        self.web.wait_healthy(self.web_url)
         return self.web_url
 
     def start_front(self):
@@ -179,17 +183,7 @@ class Stack:
         env = self.env(HOST="127.0.0.1", PORT=self.proxy_port, APP_SOCKET=socket,
                        PROXY_RUN_DIR=self.workdir / "proxy")
         self.proxy = Service("proxy", [str(ROOT / "proxy" / "run")], env, self.workdir / "proxy.log")
-        browser = Browser(f"http://127.0.0.1:{self.proxy_port}")
-
-        def up():
-            if not self.proxy.alive():
-                raise RuntimeError(f"nginx exited; see {self.workdir / 'proxy.log'}")
-            try:
-                return browser.request("/healthz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(up, 60, "nginx")
+        self.proxy.wait_healthy(f"http://127.0.0.1:{self.proxy_port}")
         return self.proxy_port
 
     def stop_proxy(self):
