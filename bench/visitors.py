@@ -164,7 +164,8 @@ async def visit(port, source, scheduled, record, request_timeout, visit_limit):
                 await get(asset.decode())
             status_url = STATUS_URL.search(page).group(1).decode()
             delay = FIRST_POLL_S
-            for record["polls"] in range(1, MAX_POLLS + 1):
+            for polls in range(1, MAX_POLLS + 1):
+                record["polls"] = polls
                 await asyncio.sleep(delay)
                 if loop.time() - start > visit_limit:
                     break
