@@ -6,6 +6,7 @@ import http.client
 import http.server
 import os
 import socket
+import socketserver
 import subprocess
 import threading
 import time
@@ -198,7 +199,7 @@ def echo_proxy(tmp_path):
                "PROXY_RUN_DIR": str(tmp_path / f"proxy{len(started)}"), **settings}
         env.pop("DATA_DIR", None)
         started.append(Process("proxy", env, tmp_path / f"proxy{len(started)}.log"))
-        wait_until(lambda: request_ok(port), 30, "nginx")
+        wait_until(lambda: nginx_answers(port), 30, "nginx")
         app.seen.clear()
         return port, app.seen
 
@@ -208,9 +209,10 @@ def echo_proxy(tmp_path):
     app.shutdown()
 
 
-def request_ok(port):
+def nginx_answers(port):
+    """Whatever the app behind it says."""
     try:
-        return request(port, "GET", "/healthz", timeout=2)[0] == 200
+        return request(port, "GET", "/healthz", timeout=2)[2] is not None
     except OSError:
         return False
 
@@ -276,3 +278,79 @@ def test_static_files_in_a_private_checkout_are_served(echo_proxy, tmp_path):
     port, _ = echo_proxy(STATIC_ROOT=str(static), PROXY_RUN_DIR=str(tmp_path / "run"))
     status, _, body = request(port, "GET", "/static/style.css")
     assert (status, body) == (200, "body {}\n")
+
+
+SID = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
+
+
+@pytest.fixture
+def full_app_socket(tmp_path):
+    """A unix socket like gunicorn's whose workers are all busy and whose accept queue is full."""
+    path = tmp_path / "app" / "app.sock"
+    path.parent.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(0)
+    waiting = []
+    while True:
+        client = socket.socket(socket.AF_UNIX)
+        client.setblocking(False)
+        try:
+            client.connect(str(path))
+        except BlockingIOError:
+            client.close()
+            break
+        waiting.append(client)
+    yield path
+    for client in waiting:
+        client.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("rate_limit", ["off", "1r/m"])
+def test_a_post_the_app_has_no_room_for_is_refused_at_once_with_our_page(echo_proxy, full_app_socket, rate_limit):
+    # With 1r/m and a burst of 1 the third post takes the rate-limited way to the app, refused as well.
+    port, _ = echo_proxy(APP_SOCKET=str(full_app_socket), POST_RATE_LIMIT=rate_limit, POST_RATE_BURST="1")
+    for _ in range(3):
+        started = time.monotonic()
+        status, headers, html = request(port, "POST", "/", post_body("token", SID), FORM_HEADERS)
+        assert time.monotonic() - started < 1
+        assert (status, headers["Retry-After"]) == (503, "5"), html
+        assert "Nothing was stored." in html and "Back button" in html
+        assert "/submissions/" not in html
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert {k: headers[k] for k in SECURITY_HEADERS} == SECURITY_HEADERS
+    # A page is refused as plainly.
+    status, _, html = request(port, "GET", "/")
+    assert status == 503 and "could not be loaded just now" in html and "was stored" not in html
+
+
+class Vanishing(http.server.BaseHTTPRequestHandler):
+    """An app process that dies with the request read and unanswered."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.close_connection = True
+
+
+def test_a_post_the_app_got_and_never_answered_points_to_its_receipt(echo_proxy, tmp_path):
+    path = tmp_path / "app" / "app.sock"
+    path.parent.mkdir(mode=0o700)
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    class Handler(Vanishing):
+        def address_string(self):
+            return "unix"
+
+    app = Server(str(path), Handler)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    try:
+        port, _ = echo_proxy(APP_SOCKET=str(path))
+        status, headers, html = request(port, "POST", "/", post_body("token", SID), FORM_HEADERS)
+    finally:
+        app.shutdown()
+    assert status == 503 and "Retry-After" in headers
+    assert "may or may not have been stored" in html and "Nothing was stored" not in html
+    assert f'<a href="/submissions/{SID}">Your receipt</a>' in html

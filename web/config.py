@@ -71,6 +71,8 @@ def forwarded_allow_ips(value):
 def server(env=os.environ):
     """What gunicorn (web/gunicorn.conf.py) and web/healthcheck.py read: the
     listeners, the number of processes and the log format."""
+    # gunicorn's rule of thumb for sync workers, on the cores we may use.
+    workers = int(env.get("WEB_CONCURRENCY") or 2 * available_cores() + 1)
     return {
         "HOST": env.get("HOST", "127.0.0.1"),
         # The listener the reverse proxy forwards visitors to.
@@ -85,8 +87,13 @@ def server(env=os.environ):
         # reach APP_PORT (Kubernetes, behind a NetworkPolicy).  gunicorn
         # reads the same list for the scheme.
         "FORWARDED_ALLOW_IPS": env.get("FORWARDED_ALLOW_IPS", ""),
-        # gunicorn's rule of thumb for sync workers, on the cores we may use.
-        "WEB_CONCURRENCY": int(env.get("WEB_CONCURRENCY") or 2 * available_cores() + 1),
+        "WEB_CONCURRENCY": workers,
+        # Connections waiting for a free worker, per listener; past it the
+        # kernel refuses new ones at once and the proxy answers 503 (its
+        # busy page).  A sync worker serves some 60-300 requests a second
+        # (the latter alone on two cores), so 32 each is a wait of a few
+        # tenths of a second, where gunicorn's 2048 was many seconds.
+        "WEB_BACKLOG": int(env.get("WEB_BACKLOG") or 32 * workers),
         "LOG_LEVEL": env.get("LOG_LEVEL", "info").lower(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,

@@ -31,6 +31,8 @@ if settings["APP_SOCKET"]:
 # (web/security.py); gunicorn always believes its unix socket.
 forwarded_allow_ips = settings["FORWARDED_ALLOW_IPS"]
 workers = settings["WEB_CONCURRENCY"]
+# A short queue in front of the workers: overload is refused, not queued (web/config.py).
+backlog = settings["WEB_BACKLOG"]
 # Loaded once before forking: every worker shares the app, and its SECRET_KEY.
 preload_app = True
 accesslog = "-"
