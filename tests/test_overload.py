@@ -2,6 +2,7 @@
 full: the form back with what they typed, a clear message, a status that
 says wait, and nothing queued or stored."""
 
+import ipaddress
 import re
 
 import pytest
@@ -12,6 +13,14 @@ from tests.conftest import hidden_fields
 from web import create_app
 
 RATE_LIMITED = {"X-Survey-Rate-Limited": "1"}
+
+
+@pytest.fixture
+def client(env):
+    """A client where the proxy stands: the web believes the proxy's headers
+    only from FORWARDED_ALLOW_IPS (or its unix socket), and the test client
+    connects from 127.0.0.1 (tests/test_https.py checks the others are ignored)."""
+    return create_app({"TESTING": True, "FORWARDED_ALLOW_IPS": [ipaddress.ip_network("127.0.0.1/32")]}).test_client()
 
 
 def queued(redis):
