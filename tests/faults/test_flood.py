@@ -69,27 +69,41 @@ def flood(front, sources, threads):
     numbers = itertools.count()
     results = []
 
+    def post(conns, source, sid):
+        """One post on this source's keep-alive connection: its status, or the error's repr."""
+        conn = conns.get(source)
+        if conn is None:
+            conn = conns[source] = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30,
+                                                             source_address=(source, 0))
+        try:
+            conn.request("POST", "/", post_body(token, sid), headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conns.pop(source).close()
+            return repr(exc)
+        if response.will_close:
+            conns.pop(source).close()
+        return response.status
+
     def client(my_sources):
-        conns = {}
+        conns, answered = {}, set()  # answered: sources whose open connection has had an answer
         while (i := next(numbers)) < FLOOD:
             source = my_sources[i % len(my_sources)]
-            conn = conns.get(source)
-            if conn is None:
-                conn = conns[source] = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30,
-                                                                 source_address=(source, 0))
             sid = str(uuid.uuid4())
-            try:
-                conn.request("POST", "/", post_body(token, sid), headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-                if response.will_close:
-                    conn.close()
-                    conns.pop(source)
-            except (OSError, http.client.HTTPException) as exc:
-                status = repr(exc)
-                conn.close()
-                conns.pop(source)
+            reused = source in answered
+            status = post(conns, source, sid)
+            if reused and not isinstance(status, int):
+                # nginx closes a keep-alive connection idle for 10 s
+                # (keepalive_timeout), and a request sent just then meets a
+                # closed socket; browsers send it again on a new connection,
+                # and so do we, once: the same submission id, so it cannot
+                # store twice.
+                status = post(conns, source, sid)
+            if source in conns:
+                answered.add(source)
+            else:
+                answered.discard(source)
             results.append((status, sid))
         for conn in conns.values():
             conn.close()
@@ -142,17 +156,21 @@ def check_flood(front, sources, threads, capsys, worker_paused=False):
     # submission_id is the table's key, so "in the table" is "exactly once"; refused posts left nothing.
     assert not set(front.stored_ids()) & refused
     assert front.redis.info("memory")["used_memory"] < MAXMEMORY
-    return statuses
+    return statuses, took
 
 
 def test_a_flood_from_one_address_is_rate_limited(front, capsys):
-    statuses = check_flood(front, ["127.0.0.1"], 16, capsys)
-    # 20 posts a second and a burst of 40 from one address: nearly all refused by the rate limit.
-    assert statuses[429] > FLOOD * 0.9, statuses
+    statuses, took = check_flood(front, ["127.0.0.1"], 16, capsys)
+    # 20 posts a second and a burst of 40 from one address (POST_RATE_LIMIT,
+    # POST_RATE_BURST): no more pass than that allows over the flood's
+    # length (a tenth more for nginx's millisecond accounting); the rest are refused.
+    allowed = 40 + 20 * took * 1.1
+    assert statuses[303] <= allowed, (statuses, took)
+    assert statuses[429] >= FLOOD - allowed, (statuses, took)
 
 
 def test_a_flood_from_200_addresses_fills_the_queue_and_no_further(front, capsys):
-    statuses = check_flood(front, MANY_ADDRESSES, 40, capsys, worker_paused=True)
+    statuses, _ = check_flood(front, MANY_ADDRESSES, 40, capsys, worker_paused=True)
     # Each address alone stays near the rate limit; the bounded queue refuses the rest.
     assert QUEUE_MAX_DEPTH <= statuses[303] <= QUEUE_MAX_DEPTH + WEB_CONCURRENCY, statuses
     assert statuses[503] > FLOOD / 2, statuses
