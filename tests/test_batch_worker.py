@@ -203,9 +203,12 @@ def test_a_batch_releases_its_jobs_dependents(app, env, redis, rows, run_worker)
 
 def test_max_jobs_counts_every_job_of_a_batch(app, env, redis, rows):
     ids = enqueue(app, *[submission(name=f"Cat {i}") for i in range(JOBS)])
-    assert build_worker(Config.from_env(env), redis).work(burst=True, with_scheduler=False, max_jobs=3)
+    worker = build_worker(Config.from_env(env), redis)
+    assert worker.work(burst=True, with_scheduler=False, max_jobs=3)
     assert sorted(r["submission_id"] for r in rows()) == sorted(ids[:3])
     assert submissions_queue(redis).get_job_ids() == ids[3:]  # the rest wait, in their order
+    assert worker.work(burst=True, with_scheduler=False)  # and the same worker's next loop runs them
+    assert sorted(r["submission_id"] for r in rows()) == sorted(ids)
 
 
 def test_a_job_that_cannot_batch_keeps_its_turn(app, env, redis, rows, run_worker):

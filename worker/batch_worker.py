@@ -74,11 +74,16 @@ class BatchWorker(SurveyWorker):
         self.batch_size = batch_size
         self._take_waiting = self.connection.register_script(TAKE_WAITING)
         self._jobs_left = None  # work()'s max_jobs, less the jobs run since
+        self._max_jobs_stop = False
 
     def work(self, *args, **kwargs):
         # RQ counts one job per execute_job call; a batch is many.
         self._jobs_left = inspect.signature(super().work).bind(*args, **kwargs).arguments.get("max_jobs")
-        return super().work(*args, **kwargs)
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            if self._max_jobs_stop:
+                self._stop_requested = self._max_jobs_stop = False  # the next work() starts afresh, as RQ's does
 
     def execute_job(self, job, queue):
         # From here a SIGTERM waits for this call (RQ's warm shutdown) instead
@@ -90,19 +95,18 @@ class BatchWorker(SurveyWorker):
             ids = [i.decode() for i in self._take_waiting(keys=[queue.key, queue.intermediate_queue_key], args=[room]) or ()]
         if not ids:
             super().execute_job(job, queue)
-            self._count_jobs(1)
+            if self._jobs_left is not None:
+                self._jobs_left -= 1
             return
         batch, executions = self._start(job, ids, queue)
         if batch:
             self._run_batch(batch, executions, queue)
-        self._count_jobs(len(batch))
-        self.set_state(WorkerStatus.IDLE)
-
-    def _count_jobs(self, n):
         if self._jobs_left is not None:
-            self._jobs_left -= n
-            if self._jobs_left <= 0:
-                self._stop_requested = True  # work() counted this call as one job: stop it here
+            self._jobs_left -= len(batch)
+            # work() counts this call as one job; when the batch spent the rest of max_jobs, stop it here.
+            if self._jobs_left <= 0 and not self._stop_requested:
+                self._stop_requested = self._max_jobs_stop = True
+        self.set_state(WorkerStatus.IDLE)
 
     @staticmethod
     def _batchable(job):
