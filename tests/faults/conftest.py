@@ -98,10 +98,10 @@ def processes(tmp_path):
 
 @pytest.fixture
 def start_worker(fault_env, processes, redis, tmp_path):
-    """start_worker(**env) -> a running `python -m worker`, registered in Redis."""
-    def start(**env):
+    """start_worker(**env) -> a running `python -m worker` (or another module), registered in Redis."""
+    def start(module="worker", **env):
         name = f"worker{len(processes) + 1}"
-        proc = Process(name, [sys.executable, "-m", "worker"], {**fault_env, **env}, tmp_path / f"{name}.log")
+        proc = Process(name, [sys.executable, "-m", module], {**fault_env, **env}, tmp_path / f"{name}.log")
         processes.append(proc)
 
         def registered():

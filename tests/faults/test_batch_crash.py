@@ -93,3 +93,36 @@ def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once
     for item in everything:
         # Retried by StartedJobRegistry.cleanup (one retry spent), as an abandoned single job is.
         assert queue(redis).fetch_job(item["id"]).retries_left == 9
+
+
+def stopped(proc):
+    """True once the process has stopped itself (state T in /proc/PID/stat)."""
+    return open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_worker_killed_between_taking_a_batch_and_starting_it_loses_nothing(app, start_worker, redis, stored_ids):
+    """The ids wait on RQ's intermediate list; RQ's maintenance gives each one
+    back through a retry a minute later, as it does the one job its own dequeue
+    moved there when the worker died before starting it."""
+    batch = [submission(name=f"Taken {i}") for i in range(20)]
+    for item in batch:
+        assert app.extensions["submission_queue"].enqueue(item)
+    taker = start_worker("tests.faults.stop_before_start")
+    wait_until(lambda: stopped(taker), 30, "the worker to stop between the take and the start")
+    assert sorted(i.decode() for i in redis.lrange(queue(redis).intermediate_queue_key, 0, -1)) == \
+        sorted(s["id"] for s in batch)
+    assert queue(redis).count == 0 and queue(redis).started_job_registry.count == 0
+    taker.signal(signal.SIGKILL)
+    assert taker.wait(10) == -signal.SIGKILL
+
+    killed_at = time.monotonic()
+    start_worker()
+    wait_until(lambda: all(queue(redis).fetch_job(s["id"]).get_status() == JobStatus.FINISHED for s in batch),
+               60 + 45, "the taken jobs to finish", interval=0.5)
+    print(f"taken jobs recovered {time.monotonic() - killed_at:.1f}s after the kill")
+    ids = stored_ids()
+    assert sorted(ids) == sorted(s["id"] for s in batch)  # each exactly once
+    assert failed(redis).count == 0
+    assert not redis.lrange(queue(redis).intermediate_queue_key, 0, -1)
+    for item in batch:
+        assert queue(redis).fetch_job(item["id"]).retries_left == 9  # the one retry RQ's recovery spends
