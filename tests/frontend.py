@@ -22,13 +22,13 @@ BIN = Path(sys.executable).parent
 
 
 def procfile():
-    """name -> command line, as honcho reads the Procfile."""
+    """name -> command line, as scripts/supervised reads the Procfile."""
     lines = (ROOT / "Procfile").read_text().splitlines()
     return dict((name.strip(), cmd.strip()) for name, cmd in (line.split(":", 1) for line in lines if line.strip()))
 
 
 class Process:
-    """A Procfile line run as honcho runs it (sh -c), in its own process group."""
+    """A Procfile line run as scripts/supervised runs it (sh -c), in its own process group."""
 
     def __init__(self, name, env, log_path):
         self.name = name

@@ -113,7 +113,7 @@ def test_worker_serves_its_metrics_and_logs_json(env, client, post_form, fresh_f
     port = free_port()
     log_path = tmp_path / "worker.log"
     worker_env = {**os.environ, **env, "WORKER_METRICS_PORT": str(port), "LOG_FORMAT": "json",
-                  # As honcho passes it on: the worker must not join the web's files.
+                  # As make run passes it on: the worker must not join the web's files.
                   "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=worker_env,
                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 import uuid
 
 import psycopg2
@@ -112,21 +113,21 @@ class Runner:
             raise AssertionError(f"make run did not stop within 60 s of Ctrl-C:\n{self.log_path.read_text()[-3000:]}")
         log = self.log_path.read_text()
         log = log[self.log_offset:]
-        # honcho stopped every process itself, none needed SIGKILL, and it
-        # exited with the Ctrl-C status (130); make then ends itself by SIGINT.
-        # (make[1]: when the tests themselves run under `make test`.)
-        assert "SIGINT received" in log and "SIGKILL" not in log, log[-3000:]
-        assert re.search(r"make(\[\d+\])?: \*\*\* \[Makefile:\d+: run\] Error 130", log), log[-2000:]
+        # supervisord stopped every process itself, none needed SIGKILL;
+        # make, which had the Ctrl-C too, then ends itself by SIGINT.
+        assert "received SIGINT indicating exit request" in log, log[-3000:]
+        log = log[log.index("received SIGINT indicating exit request"):]
+        assert "SIGKILL" not in log, log[-3000:]
         assert self.proc.returncode == -signal.SIGINT
         for name in ("proxy", "web", "worker") + (("db", "redis") if "DATABASE_URL" not in self.env else ()):
-            assert re.search(rf"\| {name}\.1 stopped", log), f"{name} did not stop:\n{log[-3000:]}"
+            assert f"stopped: {name} (exit status 0)" in log, f"{name} did not stop cleanly:\n{log[-3000:]}"
         for what, port in self.ports().items():
             assert not listening(port), f"{what} still listens on {port} after make run stopped"
         return self.proc.returncode
 
     def kill(self):
-        """After a failed test: honcho starts each process in a session of its
-        own, out of reach of a signal to make's group, so each of those goes too."""
+        """After a failed test: supervisord starts each process in a process
+        group of its own, out of reach of a signal to make's group, so each of those goes too."""
         if self.proc and self.proc.poll() is None:
             groups = {self.proc.pid}
             for pid in descendants(self.proc.pid):
@@ -140,6 +141,29 @@ class Runner:
                 except ProcessLookupError:
                     pass
             self.proc.wait(30)
+
+    def main_pids(self):
+        """name -> pid of each process's main process, found among make run's
+        descendants by its command line, whatever runs them."""
+        cmdlines = {}
+        for pid in descendants(self.proc.pid):
+            try:
+                cmdlines[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(),
+                                 int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]))
+            except (OSError, IndexError, ValueError):
+                pass
+        found = {}
+        for name, pattern in MAIN_PROCESSES.items():
+            for pid, (cmdline, parent) in cmdlines.items():
+                # The main one, not a child that shares its command line (gunicorn's and the worker's forks).
+                if re.search(pattern, cmdline) and not re.search(pattern, cmdlines.get(parent, ("", 0))[0]):
+                    found[name] = pid
+        return found
+
+
+# How each process's main process shows in ps: PostgreSQL's is the postmaster.
+MAIN_PROCESSES = {"db": r"bin/postgres -D ", "redis": r"^redis-server ", "worker": r"python\S* -m worker",
+                  "web": r"/gunicorn --config", "proxy": r"^nginx: master process"}
 
 
 def descendants(pid):
@@ -229,7 +253,7 @@ def test_make_run_uses_given_servers_and_applies_the_schema(runner, pg_server, r
     assert status == 303
     assert wait_until(lambda: stored(database_url, sid), 30, "the row") == [("Tom", "grey", "maple")]
     log = run.log_path.read_text()
-    assert "db.1" not in log and "redis.1" not in log  # it started no servers of its own
+    assert "spawned: 'db'" not in log and "spawned: 'redis'" not in log  # it started no servers of its own
     run.interrupt()
 
 
@@ -305,3 +329,65 @@ def test_the_owner_password_reaches_no_server_log(runner):
     assert not [q for q in kept if password in q]
     # The checks above looked where the statement is.
     assert "ALTER ROLE" in logs and any("ALTER ROLE" in q for q in kept), kept
+
+
+def accepted(browser, within):
+    """Posts the form until it is accepted (303); returns its submission id."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            status, _, body, sid = browser.submit(name="Crash", coat="grey", donut="maple")
+            if status == 303:
+                return sid
+        except (OSError, AssertionError) as exc:  # the form itself did not answer (refused, 502)
+            status, body = None, repr(exc)
+        assert time.monotonic() < deadline, f"the form accepted nothing for {within} s: {status} {body[:300]}"
+        time.sleep(0.2)
+
+
+def test_a_killed_process_comes_back_while_the_others_keep_serving(runner):
+    # A job the killed worker held is recovered once RQ finds it abandoned, JOB_TIMEOUT + 60 s on.
+    run = runner(JOB_TIMEOUT="10", WORKER_DB_TIMEOUT="5")
+    browser = run.start()
+    owner_url = run.owner_url()
+    ids = [accepted(browser, 10)]
+    for name in ("db", "redis", "worker", "web", "proxy"):
+        before = run.main_pids()
+        assert set(before) == set(MAIN_PROCESSES), before
+        for _ in range(3):  # work in hand for the worker when it is killed
+            ids.append(accepted(browser, 10))
+        os.kill(before[name], signal.SIGKILL)
+        if name == "db":
+            # The web needs only Redis to take an answer: at once, with the database gone.
+            ids.append(accepted(browser, 5))
+        ids.append(accepted(browser, 60))
+
+        def back():
+            assert run.proc.poll() is None, f"make run ended when {name} died:\n{run.log_path.read_text()[-3000:]}"
+            now = run.main_pids()
+            if now.get(name) in (None, before[name]) or not all(listening(port) for port in run.ports().values()):
+                return None
+            try:
+                status, _, body = browser.request("/readyz", timeout=2)
+            except OSError:
+                return None
+            return now if status == 200 and json.loads(body)["postgres"] == "ok" else None
+
+        now = wait_until(back, 120, f"{name} to come back", interval=0.3)
+        # The others kept serving: not one of them was restarted.
+        assert {k: v for k, v in now.items() if k != name} == {k: v for k, v in before.items() if k != name}
+        ids.append(accepted(browser, 10))
+
+    def all_stored():
+        conn = psycopg2.connect(owner_url, connect_timeout=2)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT submission_id::text, count(*) FROM cats WHERE submission_id = ANY(%s::uuid[])"
+                            " GROUP BY submission_id", (ids,))
+                return dict(cur.fetchall())
+        finally:
+            conn.close()
+
+    counts = wait_until(lambda: len(all_stored()) == len(ids) and all_stored(), 180, "every accepted post's row", interval=1)
+    assert counts == {sid: 1 for sid in ids}
+    run.interrupt()

@@ -9,7 +9,7 @@ import sys
 import time
 
 # The web's multi-process metrics directory means nothing to this single
-# process; inherited (honcho passes one environment to all), it would put the
+# process; inherited (make run passes one environment to all), it would put the
 # worker's counters among the web's.  prometheus-client reads it on import.
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
@@ -64,8 +64,8 @@ def _exit_on_signal(signum, frame):
 def work(config, connection, burst):
     """Run RQ's work loop until asked to stop, starting a fresh one each time
     a Redis outage ends it, however long Redis stays away (as RQ's own loop
-    waits for it when idle): under honcho or a supervisor a worker that quits
-    takes the pipeline down (or waits for a human), while Redis comes back."""
+    waits for it when idle): a supervisor gives up on a worker that keeps
+    quitting (make run's after about half an hour), while Redis comes back."""
     while True:
         worker = None
         try:

@@ -31,7 +31,7 @@ PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1200, "height": 900}
 # Patient with a busy two-core machine, still bounded.
 expect.set_options(timeout=10_000)
-# The venv's scripts, the way scripts/run puts them on honcho's PATH.
+# The venv's scripts, the way scripts/run puts them on the PATH of what it starts.
 BIN = Path(sys.executable).parent
 
 
