@@ -122,9 +122,13 @@ def turn_away_rate_limited():
 def submit():
     form = _form()
     # Refused before anything is counted or queued; the answers stay in the page.
-    state = availability()
-    if state["state"] != "open":
-        return _refuse(form, NOT_OPEN_STATUS[state["state"]], state["state"], availability=state)
+    # By date only: the cap is decided below, where a submission already
+    # accepted (a double click) still gets its receipt.
+    survey = current_app.config["SURVEY"]
+    state = surveys.status(survey, 0, datetime.now(timezone.utc))
+    if state != "open":
+        return _refuse(form, NOT_OPEN_STATUS[state], state,
+                       availability={"state": state, "opens_at": survey.opens_at})
     bot = bots.rejection(current_app.config, request.form)
     if bot:
         log.info("post from %s rejected: %s", request.remote_addr, bot)
