@@ -222,12 +222,16 @@ def from_env(env):
     """SURVEY_FILE's survey, with OPENS_AT, CLOSES_AT and MAX_RESPONSES applied."""
     path = env.get("SURVEY_FILE") or DEFAULT_FILE
     survey = load(path)
+    given = {"OPENS_AT": env.get("OPENS_AT", ""), "CLOSES_AT": env.get("CLOSES_AT", ""),
+             "MAX_RESPONSES": env.get("MAX_RESPONSES", "")}
     changes = {}
-    for variable, (field, parse) in OVERRIDES.items():
-        if env.get(variable, "").strip():
+    for variable, text in given.items():
+        if text.strip():
+            field, parse = OVERRIDES[variable]
+
             def fail(problem, variable=variable):
                 raise SurveyFileError(f"{path} (with {variable} from the environment)", variable, problem)
-            changes[field] = parse(env[variable], fail)
+            changes[field] = parse(text, fail)
     if changes:
         survey = replace(survey, **changes)
 
