@@ -47,7 +47,9 @@ def env(database_url, redis_server, monkeypatch):
     """A clean database and Redis, and the environment the services read."""
     empty_table(database_url)
     redis_lib.Redis.from_url(redis_server.url).flushall()
-    values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret"}
+    # MIN_FILL_SECONDS=0: the tests post a form the moment they get it (test_bots.py times it).
+    values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret",
+              "MIN_FILL_SECONDS": "0"}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     worker_db.configure(database_url)
@@ -95,7 +97,7 @@ def run_worker(env, redis):
     return run
 
 
-FIELD = re.compile(r'name="(csrf_token|submission_id)" type="hidden" value="([^"]*)"')
+FIELD = re.compile(r'name="(csrf_token|submission_id|form_started)" type="hidden" value="([^"]*)"')
 
 
 def hidden_fields(html):

@@ -87,6 +87,8 @@ class Front:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_server.url,
             "SECRET_KEY": "front-test-secret",
+            # The load posts each form as soon as it has it: no robot check by time.
+            "MIN_FILL_SECONDS": "0",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp / "web-metrics"),
             "PROXY_RUN_DIR": str(tmp / "proxy"),
             "WORKER_NAME_FILE": str(tmp / "worker.name"),

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-FIELD = re.compile(r'name="(csrf_token|submission_id)" type="hidden" value="([^"]*)"')
+FIELD = re.compile(r'name="(csrf_token|submission_id|form_started)" type="hidden" value="([^"]*)"')
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from web.forms import COATS, DONUTS, NAME_MAX
+from tests.surveys import COATS, DONUTS
+from web.forms import NAME_MAX
 
 VALID = {"name": "Pika", "coat": "tortie", "donut": "strawberry"}
 FORM = "application/x-www-form-urlencoded"

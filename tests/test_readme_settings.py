@@ -7,7 +7,8 @@ import re
 
 from tests.servers import ROOT
 
-CONFIGS = [ROOT / "web" / "config.py", ROOT / "worker" / "config.py"]
+# survey/ reads the survey file's overrides, for the web, the worker and `python -m survey check`.
+CONFIGS = [ROOT / "web" / "config.py", ROOT / "worker" / "config.py", ROOT / "survey" / "__init__.py"]
 # What reads the runner's own settings (ports, data directory) and the proxy's.
 RUNNER_SCRIPTS = [ROOT / "scripts" / "run", ROOT / "scripts" / "run-db", ROOT / "scripts" / "run-redis",
                   ROOT / "proxy" / "run"]

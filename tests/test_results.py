@@ -11,7 +11,7 @@ from psycopg2.extensions import make_dsn
 import pytest
 
 from tests.conftest import AUDITOR
-from web.forms import COATS, DONUTS
+from tests.surveys import COATS, DONUTS
 
 TALLY_ROW = re.compile(r'<tr data-value="([^"]*)"><th scope="row">([^<]*)</th><td>(\d+)</td>'
                        r'<td class="share"><span class="pct">(\d+)%</span><svg class="bar"[^>]*>'

@@ -3,7 +3,7 @@
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from . import config, security
+from . import config, forms, security
 from .store import Store
 from .submissions import SubmissionQueue
 
@@ -21,6 +21,7 @@ def create_app(overrides=None):
     app.before_request(views.turn_away_rate_limited)
     security.init_app(app)  # before CSRF: a post that is no form gets told so
     csrf.init_app(app)
+    app.extensions["survey_form"] = forms.form_class(app.config["SURVEY"])
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"],
                                                app.config["WEB_DB_TIMEOUT"], app.config["WEB_DB_READERS"])

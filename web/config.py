@@ -8,6 +8,8 @@ import secrets
 
 from psycopg2.extensions import make_dsn
 
+import survey
+
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,16 @@ def _flag(env, name, default):
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be 1 or 0, not {value!r}")
+
+
+# The form's own fields, which the honeypot must not shadow.
+FORM_FIELDS = {"name", "coat", "donut", "submission_id", "csrf_token", "form_started"}
+
+
+def _honeypot_field(name):
+    if not name.isidentifier() or name in FORM_FIELDS:
+        raise ValueError(f"HONEYPOT_FIELD must be a field name other than the form's own, not {name!r}")
+    return name
 
 
 def available_cores(cgroup_cpu_max="/sys/fs/cgroup/cpu.max"):
@@ -153,4 +165,11 @@ def from_env(env=os.environ):
         # auditor's password at all (web/auditor.py): one connection per
         # process per interval, and only when someone signs in.
         "AUDITOR_TRUST_CHECK_INTERVAL": int(env.get("AUDITOR_TRUST_CHECK_INTERVAL", "60")),
+        # The survey (SURVEY_FILE, with OPENS_AT, CLOSES_AT and MAX_RESPONSES
+        # applied); a broken file raises survey.SurveyFileError before anything serves.
+        "SURVEY": survey.from_env(env),
+        # A field people never see (web/bots.py): a post that fills it is a bot's.
+        "HONEYPOT_FIELD": _honeypot_field(env.get("HONEYPOT_FIELD", "website")),
+        # No person reads three questions and answers them faster; 0: no check.
+        "MIN_FILL_SECONDS": float(env.get("MIN_FILL_SECONDS", "2")),
     }

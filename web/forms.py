@@ -1,4 +1,5 @@
-"""The survey form: its fields, their choices and their rules, defined once."""
+"""The survey form: its fields, their rules, and their choices and labels from
+the survey file (survey/, SURVEY_FILE)."""
 
 import re
 import unicodedata
@@ -12,28 +13,6 @@ from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, Valid
 import submission as payload
 
 NAME_MAX = 50  # db/schema.sql checks the same limit
-
-COATS = [
-    ("tabby", "Tabby"),
-    ("tortie", "Tortoiseshell"),
-    ("calico", "Calico"),
-    ("black", "Black"),
-    ("white", "White"),
-    ("ginger", "Ginger"),
-    ("grey", "Grey"),
-    ("tuxedo", "Tuxedo"),
-]
-
-DONUTS = [
-    ("glazed", "Glazed"),
-    ("strawberry", "Strawberry frosted"),
-    ("chocolate", "Chocolate"),
-    ("boston-cream", "Boston cream"),
-    ("jelly", "Jelly-filled"),
-    ("maple", "Maple"),
-    ("sprinkles", "Sprinkles"),
-    ("cinnamon", "Cinnamon sugar"),
-]
 
 # C0 and C1 controls, line and paragraph separators, and the bidi overrides
 # and isolates that make a name display as something it is not.
@@ -68,14 +47,16 @@ def _no_control_chars(form, field):
         raise ValidationError(CONTROL_CHARS_MESSAGE)
 
 
-def _readable(form, field):
-    if not field.data:
-        return
-    if UNREADABLE in field.data:
-        raise ValidationError("Part of the name could not be read; please type it again.")
-    if not any(unicodedata.category(c)[0] in VISIBLE for c in field.data):
-        # Zero-width spaces and the like look like nothing at all.
-        raise ValidationError("Please tell us your cat's name.")
+def _readable(missing):
+    def check(form, field):
+        if not field.data:
+            return
+        if UNREADABLE in field.data:
+            raise ValidationError("Part of the name could not be read; please type it again.")
+        if not any(unicodedata.category(c)[0] in VISIBLE for c in field.data):
+            # Zero-width spaces and the like look like nothing at all.
+            raise ValidationError(missing)
+    return check
 
 
 def _uuid(form, field):
@@ -89,21 +70,22 @@ def _uuid(form, field):
         raise ValidationError(NO_SUBMISSION_ID_MESSAGE)
 
 
-def _choice(label, choices):
+def _choice(question):
+    label = question.label
     return RadioField(
         label,
-        choices=[SelectChoice(value, text) for value, text in choices],
+        choices=[SelectChoice(choice.value, choice.label) for choice in question.choices],
         # The stock message ("Not a valid choice") doesn't say which field.
         validate_choice=False,
         validators=[
             InputRequired(message=_reason("missing", f"Please pick a {label.lower()}.")),
-            AnyOf([value for value, _ in choices],
+            AnyOf([choice.value for choice in question.choices],
                   message=_reason("not_a_choice", f"Please pick a {label.lower()} from the list.")),
         ],
     )
 
 
-class SurveyForm(FlaskForm):
+class BaseForm(FlaskForm):
     class Meta:
         # CSRFProtect (web/__init__.py) checks every POST's token before any
         # view runs.  The form's own CSRF field would sign a fresh token for
@@ -112,20 +94,6 @@ class SurveyForm(FlaskForm):
         csrf = False
 
     submission_id = HiddenField(validators=[_uuid])
-    name = StringField(
-        "Your cat's name",
-        filters=[_strip],
-        validators=[
-            # DataRequired sees the stripped value, so whitespace alone counts as missing.
-            DataRequired(message=_reason("missing", "Please tell us your cat's name.")),
-            Length(min=1, max=NAME_MAX,
-                   message=_reason("too_long", f"The name must be 1 to {NAME_MAX} characters long.")),
-            _no_control_chars,
-            _readable,
-        ],
-    )
-    coat = _choice("Coat", COATS)
-    donut = _choice("Donut", DONUTS)
 
     def rejections(self):
         """(field, reason) for each error, after a failed validate()."""
@@ -135,3 +103,27 @@ class SurveyForm(FlaskForm):
     def submission(self, submitted_at):
         """The job's payload, as the shared definition (submission/) builds it."""
         return payload.build(self.submission_id.data, self.name.data, self.coat.data, self.donut.data, submitted_at)
+
+
+def form_class(survey):
+    """The form of this survey: its labels, and only its choices accepted."""
+    # "Your cat's name" asks "Please tell us your cat's name."
+    missing = _reason("missing", f"Please tell us {survey.name.label[:1].lower()}{survey.name.label[1:]}.")
+
+    class SurveyForm(BaseForm):
+        name = StringField(
+            survey.name.label,
+            filters=[_strip],
+            validators=[
+                # DataRequired sees the stripped value, so whitespace alone counts as missing.
+                DataRequired(message=missing),
+                Length(min=1, max=NAME_MAX,
+                       message=_reason("too_long", f"The name must be 1 to {NAME_MAX} characters long.")),
+                _no_control_chars,
+                _readable(missing),
+            ],
+        )
+        coat = _choice(survey.coat)
+        donut = _choice(survey.donut)
+
+    return SurveyForm

@@ -2,10 +2,20 @@
 
 import glob
 import os
+import sys
 import tempfile
+
+import survey
 
 # Named so: gunicorn reads every name here, and `config` is one of its settings.
 from web import config as web_config
+
+# A broken survey file stops gunicorn before it binds, with the one line that
+# says what is wrong (not an app's traceback from every worker).
+try:
+    survey.from_env(os.environ)
+except survey.SurveyFileError as exc:
+    sys.exit(f"survey: {exc}")
 
 settings = web_config.server(os.environ)
 

@@ -10,8 +10,7 @@ from datetime import datetime, timezone
 import psycopg2
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from . import auditor, heartbeat
-from .forms import COATS, DONUTS
+from . import auditor, heartbeat, views
 from .store import EXPORT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,9 @@ def _tallies():
     except psycopg2.Error as exc:
         log.warning("results: database unavailable: %s", exc)
         return None
-    return {"total": counts["total"], "coat": tally(counts["coat"], COATS), "donut": tally(counts["donut"], DONUTS)}
+    survey = current_app.config["SURVEY"]
+    return {"total": counts["total"], "coat": tally(counts["coat"], list(survey.coat.labels().items())),
+            "donut": tally(counts["donut"], list(survey.donut.labels().items()))}
 
 
 @bp.get("/results")
@@ -65,7 +66,8 @@ def results():
     counts = _tallies()
     if counts is None:
         return _unavailable()
-    return render_template("results.html", total=counts["total"], coats=counts["coat"], donuts=counts["donut"])
+    return render_template("results.html", total=counts["total"], coats=counts["coat"], donuts=counts["donut"],
+                           availability=views.availability(count=True))
 
 
 @bp.get("/results.json")

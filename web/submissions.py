@@ -9,6 +9,18 @@ from rq.serializers import JSONSerializer
 # Named by string so the web never imports the worker's code (or its image).
 STORE_JOB = "worker.jobs.store_submission"
 
+# Counts a submission as accepted, once, unless MAX_RESPONSES are already in:
+# the check and the count are one atomic step in Redis, so every process and
+# replica together take exactly the cap.  1: newly counted, 2: counted before
+# (a double click, which the cap never refuses), 0: the cap is reached.
+ACCEPT_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
+local cap = tonumber(ARGV[2])
+if cap >= 0 and redis.call('SCARD', KEYS[1]) >= cap then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+"""
+
 
 class SubmissionQueue:
     def __init__(self, config):
@@ -27,6 +39,22 @@ class SubmissionQueue:
         # those waiting for a retry (during a database outage, most of them).
         self.waiting_lists = (self.queue.key, self.queue.intermediate_queue_key)
         self.waiting_sets = (self.queue.started_job_registry.key, self.queue.scheduled_job_registry.key)
+        # Every submission id accepted, for MAX_RESPONSES (about 100 bytes each).
+        self.accepted_key = f"survey:accepted:{config['QUEUE_NAME']}"
+        self._accept = self.redis.register_script(ACCEPT_SCRIPT)
+
+    def accept(self, submission_id, cap):
+        """Count the submission as accepted: 'new', 'again' (already counted)
+        or None when `cap` answers are in (cap None: no limit)."""
+        result = self._accept(keys=[self.accepted_key], args=[submission_id, -1 if cap is None else cap])
+        return {1: "new", 2: "again"}.get(int(result))
+
+    def unaccept(self, submission_id):
+        """Give back a count whose enqueue failed: the visitor was told nothing was stored."""
+        self.redis.srem(self.accepted_key, submission_id)
+
+    def accepted(self):
+        return self.redis.scard(self.accepted_key)
 
     def enqueue(self, submission):
         """Queue the store job; return False when this submission was already queued.

@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 
 import psycopg2
 import redis
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_file, url_for
 from flask_wtf.csrf import CSRFError
 
-from . import metrics, security
-from .forms import COATS, DONUTS, SurveyForm
+import survey as surveys
+
+from . import bots, metrics, security
 
 log = logging.getLogger(__name__)
 bp = Blueprint("survey", __name__)
@@ -26,10 +27,42 @@ STATE_TEXT = {
 }
 
 
+# What a post to a survey that is not open gets: the page says why, with the
+# visitor's answers still in the form.
+NOT_OPEN_STATUS = {"not_open": 403, "closed": 410}
+
+
 @bp.app_context_processor
-def choice_labels():
-    # The receipt names a stored cat's coat and donut the way the form did.
-    return {"coat_labels": dict(COATS), "donut_labels": dict(DONUTS)}
+def survey_context():
+    survey = current_app.config["SURVEY"]
+    return {
+        "survey": survey,
+        # The receipt names a stored cat's coat and donut the way the form did.
+        "coat_labels": survey.coat.labels(), "donut_labels": survey.donut.labels(),
+        "honeypot_field": current_app.config["HONEYPOT_FIELD"],
+        "started_field": bots.STARTED_FIELD,
+        "started_token": lambda: bots.started_token(current_app.config, request.form.get(bots.STARTED_FIELD)),
+    }
+
+
+def _form(*args, **kwargs):
+    """A form of this app's survey (web/forms.py)."""
+    return current_app.extensions["survey_form"](*args, **kwargs)
+
+
+def availability(count=False):
+    """Whether the survey takes answers now ('open', 'not_open', 'closed'),
+    and how many it has taken (None if not asked for, or Redis is away)."""
+    survey = current_app.config["SURVEY"]
+    accepted = None
+    if count or survey.max_responses is not None:
+        try:
+            accepted = _queue().accepted()
+        except redis.RedisError as exc:
+            log.warning("survey: cannot count the answers taken: %s", exc)
+    state = surveys.status(survey, accepted or 0, datetime.now(timezone.utc))
+    return {"state": state, "accepted": accepted, "max_responses": survey.max_responses,
+            "opens_at": survey.opens_at, "closes_at": survey.closes_at}
 
 
 def _queue():
@@ -42,9 +75,23 @@ def _store():
 
 @bp.get("/")
 def form():
-    form = SurveyForm()
+    form = _form()
     form.submission_id.data = str(uuid.uuid4())
-    return render_template("form.html", form=form)
+    return render_template("form.html", form=form, availability=availability())
+
+
+@bp.get("/survey/pictures/<any(coat, donut):question>/<value>")
+def picture(question, value):
+    # Only the pictures the survey file names, by choice: no path comes from the URL.
+    choice = next((c for c in getattr(current_app.config["SURVEY"], question).choices if c.value == value), None)
+    if choice is None or choice.picture is None:
+        abort(404)
+    return send_file(choice.picture, mimetype=surveys.PICTURE_TYPES[choice.picture.suffix.lower()], max_age=3600)
+
+
+def _refuse(form, status, reason, **flags):
+    metrics.count_rejections([("form", reason)])
+    return render_template("form.html", form=form, **flags), status
 
 
 # The proxy (nginx limit_req) turned this post away for coming too fast and
@@ -65,7 +112,7 @@ def turn_away_rate_limited():
     metrics.count_rejections([("form", "rate_limited")])
     log.info("post from %s rate-limited by the proxy", request.remote_addr)
     # A fresh CSRF token, so sending the kept answers again just works.
-    form = SurveyForm(request.form if request.mimetype in security.FORM_TYPES else None)
+    form = _form(request.form if request.mimetype in security.FORM_TYPES else None)
     response = current_app.make_response((render_template("form.html", form=form, rate_limited=True), 429))
     response.headers["Retry-After"] = "1"
     return response
@@ -73,7 +120,19 @@ def turn_away_rate_limited():
 
 @bp.post("/")
 def submit():
-    form = SurveyForm()
+    form = _form()
+    # Refused before anything is counted or queued; the answers stay in the page.
+    # By date only: the cap is decided below, where a submission already
+    # accepted (a double click) still gets its receipt.
+    survey = current_app.config["SURVEY"]
+    state = surveys.status(survey, 0, datetime.now(timezone.utc))
+    if state != "open":
+        return _refuse(form, NOT_OPEN_STATUS[state], state,
+                       availability={"state": state, "opens_at": survey.opens_at})
+    bot = bots.rejection(current_app.config, request.form)
+    if bot:
+        log.info("post from %s rejected: %s", request.remote_addr, bot)
+        return _refuse(form, 422, bot, bot=bot)
     if not form.validate():
         rejections = form.rejections()
         metrics.count_rejections(rejections)
@@ -91,8 +150,19 @@ def submit():
             response = current_app.make_response((render_template("form.html", form=form, queue_full=True), 503))
             response.headers["Retry-After"] = str(QUEUE_FULL_RETRY_AFTER)
             return response
-        with metrics.ENQUEUE_SECONDS.time():
-            queued = _queue().enqueue(submission)
+        # Counted before it is queued, in one atomic step with the cap's check.
+        counted = _queue().accept(sid, current_app.config["SURVEY"].max_responses)
+        if counted is None:
+            log.info("submission %s refused: the survey has its %s answers", sid,
+                     current_app.config["SURVEY"].max_responses, extra={"submission_id": sid})
+            return _refuse(form, 410, "closed", availability={"state": "closed"})
+        try:
+            with metrics.ENQUEUE_SECONDS.time():
+                queued = _queue().enqueue(submission)
+        except redis.RedisError:
+            if counted == "new":
+                _queue().unaccept(sid)
+            raise
     except redis.RedisError as exc:
         metrics.ENQUEUE_FAILURES.labels(error=type(exc).__name__).inc()
         log.error("submission %s not queued: %s", sid, exc, extra={"submission_id": sid})
@@ -152,7 +222,7 @@ def receipt_json(submission_id):
 def csrf_error(error):
     # Keep what the visitor typed; only the token was wrong.
     metrics.count_rejections([("csrf_token", metrics.csrf_reason(error.description))])
-    form = SurveyForm(meta={"csrf": False})
+    form = _form(meta={"csrf": False})
     return render_template("form.html", form=form, csrf_error=error.description), 400
 
 

@@ -18,6 +18,8 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+import survey
+
 from . import db, failures, logs, metrics
 from .batch_worker import BatchWorker
 from .config import Config
@@ -91,6 +93,12 @@ def work(config, connection, burst):
 def main(argv=None, startup_timeout=300):
     config = Config.from_env()
     logs.setup(config.log_format, config.log_level)
+    # The worker stores whatever the web accepted, under any survey file,
+    # but a broken file must stop the whole pipeline before it serves.
+    try:
+        survey.load(config.survey_file)
+    except survey.SurveyFileError as exc:
+        sys.exit(f"survey: {exc}")
     burst = "--burst" in (argv or sys.argv[1:])
     deadline = time.monotonic() + startup_timeout
 

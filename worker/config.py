@@ -7,6 +7,8 @@ from pathlib import Path
 
 from psycopg2.extensions import make_dsn
 
+import survey
+
 DB_DIR = Path(__file__).resolve().parent.parent / "db"
 DEFAULT_SCHEMA = DB_DIR / "schema.sql"
 DEFAULT_ROLES = DB_DIR / "roles.sql"
@@ -72,6 +74,9 @@ class Config:
     # Where the worker serves /metrics; no port, no endpoint.
     metrics_host: str
     metrics_port: int | None
+    # The survey file, checked at start: the worker stores whatever the web
+    # accepted, but a broken file must stop it too.
+    survey_file: Path
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -98,4 +103,5 @@ class Config:
             log_format=env.get("LOG_FORMAT", "text"),
             metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
+            survey_file=Path(env.get("SURVEY_FILE") or survey.DEFAULT_FILE),
         )

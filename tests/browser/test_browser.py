@@ -13,7 +13,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tests.browser.conftest import PHONE, axe_violations, screenshot
-from web.forms import COATS
+from tests.surveys import COATS
 
 RECEIPT_URL = re.compile(r"/submissions/([0-9a-f-]{36})$")
 

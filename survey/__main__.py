@@ -1,0 +1,29 @@
+"""`python -m survey check [FILE]`: is this survey file fit to run?
+
+Without FILE it checks what the services would run: SURVEY_FILE (or the
+default) with OPENS_AT, CLOSES_AT and MAX_RESPONSES applied.  Prints one line
+and exits 0 if so; otherwise the one line naming the file, the key and what
+is wrong, and exits 1."""
+
+import os
+import sys
+
+from . import SurveyFileError, from_env, load
+
+
+def main(argv):
+    if not argv or argv[0] != "check" or len(argv) > 2:
+        print("usage: python -m survey check [FILE]", file=sys.stderr)
+        return 2
+    try:
+        survey = load(argv[1]) if len(argv) == 2 else from_env(os.environ)
+    except SurveyFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{survey.path}: ok: {survey.title!r}, {len(survey.coat.choices)} {survey.coat.label.lower()} "
+          f"and {len(survey.donut.choices)} {survey.donut.label.lower()} choices")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
