@@ -160,7 +160,7 @@ def test_gunicorn_the_worker_and_make_runs_start_refuse_a_broken_file(env, tmp_p
     assert code != 0 and len(lines) == 1 and lines[0].startswith(expected), lines
     code, lines = one_line_exit([sys.executable, "-m", "worker"], bad, tmp_path)
     assert code != 0 and len(lines) == 1 and lines[0].startswith(expected), lines
-    # make run's start: scripts/run checks the file before honcho starts anything.
+    # make run's start: scripts/run checks the file before supervisord starts anything.
     code, lines = one_line_exit([str(ROOT / "scripts" / "run")], {**bad, "DATA_DIR": str(tmp_path / "data")},
                                 tmp_path)
     assert code != 0 and len(lines) == 1 and lines[0].startswith(f"{path}: {key}: "), lines
