@@ -2,6 +2,7 @@
 
 import http.cookiejar
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,8 +18,12 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 class Browser:
     """Keeps cookies like a browser, so the CSRF token matches its session."""
 
-    def __init__(self, base_url):
+    def __init__(self, base_url, fill_seconds=0):
+        """fill_seconds: how long the person takes over the form; submit()
+        posts no sooner after the form was shown (the web's MIN_FILL_SECONDS
+        turns away faster posts as a bot's)."""
         self.base_url = base_url.rstrip("/")
+        self.fill_seconds = fill_seconds
         self.opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect)
 
@@ -38,6 +43,7 @@ class Browser:
     def submit(self, **fields):
         """GET the form, then POST it; returns (status, headers, body, submission_id)."""
         data = self.form()
+        time.sleep(self.fill_seconds)
         data.update(fields)
         status, headers, body = self.request("/", data)
         return status, headers, body, data["submission_id"]

@@ -97,7 +97,8 @@ class Stack:
         }
         self.env.pop("DOCKER_CONTEXT", None)
         # Visitors go through the proxy, as the published port does outside the test.
-        self.browser = Browser(f"http://127.0.0.1:{self.web_port}")
+        # A person takes longer over the form than MIN_FILL_SECONDS (2 s by default).
+        self.browser = Browser(f"http://127.0.0.1:{self.web_port}", fill_seconds=2)
 
     def config(self):
         return compose_config(files=(COMPOSE_FILE, HOST_OVERRIDE), env=self.env)
