@@ -1,0 +1,135 @@
+"""Erasure: a tombstone instead of the row, and never the row again,
+whatever the order of a store and an erase of the same submission."""
+
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+
+from worker import jobs
+
+
+def submission(**fields):
+    return {"id": str(uuid.uuid4()), "name": "Pika", "coat": "tortie", "donut": "glazed",
+            "submitted_at": datetime.now(timezone.utc).isoformat(), **fields}
+
+
+@pytest.fixture
+def owner(env):
+    conns = []
+
+    def connect():
+        conn = psycopg2.connect(env["DATABASE_URL"])
+        conns.append(conn)
+        return conn
+    yield connect
+    for conn in conns:
+        conn.close()
+
+
+def tombstones(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT submission_id::text FROM erasures ORDER BY 1")
+        return [r[0] for r in cur.fetchall()]
+
+
+def waiting_on_lock(conn, n=1):
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+        return cur.fetchone()[0] >= n
+
+
+def in_thread(work):
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", work()))
+    thread.start()
+    return thread, result
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_erase_leaves_a_tombstone_and_no_answer(env, owner, rows):
+    sub = submission()
+    jobs.store_submission(sub)
+    assert jobs.erase_submission(sub["id"]) == {"erased": True}
+    assert rows() == []
+    conn = owner()
+    assert tombstones(conn) == [sub["id"]]
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM erasures")
+        assert [c.name for c in cur.description] == ["submission_id", "erased_at"]  # no answers
+    assert jobs.erase_submission(sub["id"]) == {"erased": False}  # again: nothing more
+    assert tombstones(conn) == [sub["id"]]
+
+
+def test_a_store_after_the_erase_stores_nothing(env, rows):
+    """The erase arrived while the store was queued, or the store was re-delivered."""
+    first, second = submission(), submission()
+    jobs.erase_submission(first["id"])
+    assert jobs.store_submission(first) == {"inserted": False}
+    jobs.store_submission(second)
+    jobs.erase_submission(second["id"])
+    # The batched insert obeys the tombstones too.
+    assert jobs.store_submissions([first, second]) == [{"inserted": False}] * 2
+    assert rows() == []
+
+
+def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, rows):
+    """The store's insert is not committed when the erase starts: the erase
+    waits for it, then deletes the row it committed."""
+    sub = submission()
+    store = owner()
+    with store.cursor() as cur:
+        cur.execute(jobs.INSERT_SUBMISSION, sub)
+    thread, result = in_thread(lambda: jobs.erase_submission(sub["id"]))
+    watcher = owner()
+    watcher.autocommit = True
+    # Without the lock the second would not wait; the outcome below says what that costs.
+    wait_for(lambda: waiting_on_lock(watcher) or not thread.is_alive())
+    store.commit()
+    thread.join(10)
+    assert result["value"] == {"erased": True}
+    assert rows() == []
+    assert tombstones(watcher) == [sub["id"]]
+
+
+def test_a_store_arriving_while_an_erase_is_in_flight_stores_nothing(env, owner, rows):
+    """The erase has not committed its tombstone when the store checks for
+    one: the store waits for it, then skips the row."""
+    sub = submission()
+    erase = owner()
+    with erase.cursor() as cur:
+        cur.execute(jobs.ERASE, {"ids": [sub["id"]]})
+    thread, result = in_thread(lambda: jobs.store_submission(sub))
+    watcher = owner()
+    watcher.autocommit = True
+    # Without the lock the second would not wait; the outcome below says what that costs.
+    wait_for(lambda: waiting_on_lock(watcher) or not thread.is_alive())
+    erase.commit()
+    thread.join(10)
+    assert result["value"] == {"inserted": False}
+    assert rows() == []
+
+
+def test_retention_erases_only_answers_older_than_its_days(env, owner, rows):
+    old, recent = [submission() for _ in range(3)], submission()
+    jobs.store_submissions(old + [recent])
+    conn = owner()
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE cats SET stored_at = now() - interval '31 days', submitted_at = now() - interval '31 days' "
+                    "WHERE submission_id = ANY (%s::uuid[])", ([s["id"] for s in old],))
+    assert jobs.erase_expired(30) == {"erased": 3}
+    assert [r["submission_id"] for r in rows()] == [recent["id"]]
+    assert tombstones(conn) == sorted(s["id"] for s in old)
+    # Re-delivered, the old store jobs bring nothing back.
+    assert jobs.store_submissions(old) == [{"inserted": False}] * 3
+    assert jobs.erase_expired(30) == {"erased": 0}
+    assert len(rows()) == 1
