@@ -8,7 +8,11 @@ from datetime import datetime, timezone
 
 import psycopg2
 import pytest
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
+from tests.conftest import hidden_fields
 from worker import jobs
 
 
@@ -28,6 +32,10 @@ def owner(env):
     yield connect
     for conn in conns:
         conn.close()
+
+
+def queue(redis):
+    return Queue("submissions", connection=redis, serializer=JSONSerializer)
 
 
 def tombstones(conn):
@@ -133,3 +141,57 @@ def test_retention_erases_only_answers_older_than_its_days(env, owner, rows):
     assert jobs.store_submissions(old) == [{"inserted": False}] * 3
     assert jobs.erase_expired(30) == {"erased": 0}
     assert len(rows()) == 1
+
+
+def erase_from_receipt(client, sid):
+    """What the visitor does: open the receipt, press "Erase my answer"."""
+    page = client.get(f"/submissions/{sid}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Erase my answer" in html
+    return client.post(f"/submissions/{sid}/erase", data={"csrf_token": hidden_fields(html)["csrf_token"]})
+
+
+def test_erase_from_the_receipt_travels_through_the_queue(client, post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    assert len(rows()) == 1
+
+    # Without the token nothing is queued: another site cannot erase for the visitor.
+    assert client.post(f"/submissions/{sid}/erase", data={"csrf_token": "forged"}).status_code == 400
+    response = erase_from_receipt(client, sid)
+    assert response.status_code == 303 and response.headers["Location"] == f"/submissions/{sid}"
+    assert client.post(f"/submissions/{sid}/erase", data={"csrf_token": fresh_form()["csrf_token"]}).status_code == 303
+    assert queue(redis).job_ids == [f"erase-{sid}"]  # the double click is one job
+    assert len(rows()) == 1  # the web only queues it
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert "Erase requested" in page and "Pika" not in page and "Erase my answer" not in page
+
+    run_worker()
+    assert rows() == []
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert 'data-state="erased"' in page and "Erased at" in page and "Erase my answer" not in page
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
+
+
+def test_an_erase_queued_behind_its_store_leaves_no_row(client, post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden).status_code == 303
+    assert erase_from_receipt(client, sid).status_code == 303  # the store is still queued
+    assert queue(redis).job_ids == [sid, f"erase-{sid}"]
+    run_worker()
+    assert rows() == []
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
+    # The store job re-delivered later (after its result expired) brings nothing back.
+    Job.fetch(sid, connection=redis, serializer=JSONSerializer).delete()
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    assert rows() == []
+
+
+def test_erasing_an_unknown_submission_is_not_found(client, fresh_form):
+    assert client.post(f"/submissions/{uuid.uuid4()}/erase",
+                       data={"csrf_token": fresh_form()["csrf_token"]}).status_code == 404
