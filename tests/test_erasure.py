@@ -195,3 +195,46 @@ def test_an_erase_queued_behind_its_store_leaves_no_row(client, post_form, fresh
 def test_erasing_an_unknown_submission_is_not_found(client, fresh_form):
     assert client.post(f"/submissions/{uuid.uuid4()}/erase",
                        data={"csrf_token": fresh_form()["csrf_token"]}).status_code == 404
+
+
+def backdate(conn, ids, days):
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE cats SET stored_at = now() - make_interval(days => %s) "
+                    "WHERE submission_id = ANY (%s::uuid[])", (days, ids))
+
+
+def test_retention_runs_on_rq_cron_and_the_worker_erases(env, owner, redis, run_worker, rows):
+    """RQ's cron scheduler enqueues the retention job in a form the (JSON) worker runs."""
+    from worker.config import Config
+    from worker.retention import scheduler
+
+    old, recent = submission(), submission()
+    jobs.store_submissions([old, recent])
+    backdate(owner(), [old["id"]], 8)
+    cron = scheduler(Config.from_env({**env, "RETENTION_DAYS": "7"}), redis)
+    assert [job.kwargs for job in cron.enqueue_jobs()] == [{"days": 7}]  # due at start
+    assert cron.enqueue_jobs() == []  # then once per RETENTION_INTERVAL
+    run_worker()
+    assert [r["submission_id"] for r in rows()] == [recent["id"]]
+    assert tombstones(owner()) == [old["id"]]
+    assert scheduler(Config.from_env(env), redis).enqueue_jobs() == []  # unset: keep forever
+
+
+def test_retention_days_must_be_a_positive_number(env):
+    from worker.config import Config
+    for bad in ("0", "-3"):
+        with pytest.raises(ValueError, match="RETENTION_DAYS"):
+            Config.from_env({"RETENTION_DAYS": bad})
+    assert Config.from_env({}).retention_days is None
+
+
+def test_the_auditor_erases_by_id_with_the_command(env, owner, rows, capsys):
+    from worker.erase import main
+    stored, never = submission(), submission()
+    jobs.store_submission(stored)
+    assert main([stored["id"], never["id"]]) == 0
+    out = capsys.readouterr().out
+    assert f"{stored['id']} erased" in out and f"{never['id']}: no stored answer" in out
+    assert rows() == []
+    assert tombstones(owner()) == sorted([stored["id"], never["id"]])
+    assert jobs.store_submission(never) == {"inserted": False}

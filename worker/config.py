@@ -39,6 +39,15 @@ def with_password(url, password):
     return make_dsn(url, password=password) if password else url
 
 
+def _positive(env, name):
+    """A whole number above 0, or None when unset: a typo must not erase everything."""
+    if not env.get(name):
+        return None
+    value = int(env[name])
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {env[name]!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class Config:
@@ -72,6 +81,11 @@ class Config:
     # Where the worker serves /metrics; no port, no endpoint.
     metrics_host: str
     metrics_port: int | None
+    # Answers stored more than this many days ago are erased (with
+    # tombstones) by worker/retention.py; None keeps them forever.
+    retention_days: int | None
+    # Seconds between two retention runs.
+    retention_interval: int
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -98,4 +112,6 @@ class Config:
             log_format=env.get("LOG_FORMAT", "text"),
             metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
+            retention_days=_positive(env, "RETENTION_DAYS"),
+            retention_interval=_positive(env, "RETENTION_INTERVAL") or 3600,
         )
