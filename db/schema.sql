@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS erasures (
 
 -- Why a lock, and why these two functions make the order of events harmless:
 -- a store and an erase of one id each take the same transaction-scoped
--- advisory lock on that id first, so one of them commits before the other
+-- advisory lock (on that id's bucket, below) first, so one commits before the other
 -- starts reading.  Each later statement of a VOLATILE plpgsql function takes
 -- a fresh snapshot (READ COMMITTED), so whichever comes second sees what the
 -- first committed:
@@ -40,11 +40,16 @@ CREATE TABLE IF NOT EXISTS erasures (
 -- commits it, while the erase's DELETE cannot see the store's uncommitted row:
 -- the answer would come back.  The trigger, not the worker's INSERT, checks,
 -- so every writer (an older worker during a rolling update too) obeys it.
--- Locks are taken in id order, so two erases of many ids cannot deadlock.
+-- The lock is per bucket of ids (1024 of them), not per id, so a transaction
+-- storing any number of rows holds at most 1024 locks (PostgreSQL's lock table
+-- is small); stores take it shared, so stores never wait for one another, and
+-- an erase waits only for stores in its buckets.  Erases take their buckets in
+-- order, so two erases cannot deadlock; an erase of many ids (retention) and a
+-- batch store can, rarely, and PostgreSQL then fails one of them, which retries.
 CREATE OR REPLACE FUNCTION cats_skip_erased() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('survey submission'), hashtext(NEW.submission_id::text));
+    PERFORM pg_advisory_xact_lock_shared(hashtext('survey submission'), hashtext(NEW.submission_id::text) & 1023);
     IF EXISTS (SELECT FROM erasures WHERE submission_id = NEW.submission_id) THEN
         RETURN NULL;  -- erased: the row is skipped, as ON CONFLICT skips a stored one
     END IF;
@@ -63,8 +68,8 @@ CREATE OR REPLACE FUNCTION erase_submissions(ids uuid[]) RETURNS integer
 DECLARE
     deleted integer;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('survey submission'), hashtext(id::text))
-        FROM unnest(ids) AS id ORDER BY id;
+    PERFORM pg_advisory_xact_lock(hashtext('survey submission'), bucket)
+        FROM (SELECT DISTINCT hashtext(id::text) & 1023 AS bucket FROM unnest(ids) AS id) AS buckets ORDER BY bucket;
     INSERT INTO erasures (submission_id) SELECT DISTINCT unnest(ids) ON CONFLICT (submission_id) DO NOTHING;
     DELETE FROM cats WHERE submission_id = ANY (ids);
     GET DIAGNOSTICS deleted = ROW_COUNT;

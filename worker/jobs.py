@@ -116,7 +116,11 @@ def erase_expired(days):
         ids = _execute(EXPIRED, {"days": days, "limit": EXPIRED_BATCH})[0][0]
         if not ids:
             break
-        total += _execute(ERASE, {"ids": ids})[0][0]
+        try:
+            total += _execute(ERASE, {"ids": ids})[0][0]
+        except psycopg2.errors.DeadlockDetected:
+            # With a batch store holding some of the same buckets (db/schema.sql): again.
+            log.info("retention: deadlocked with a store; trying that batch again")
     metrics.JOBS.labels(outcome="erase").inc()
     metrics.ERASED.labels(reason="retention").inc(total)
     log.info("retention: %d answers stored more than %d days ago erased", total, days)
