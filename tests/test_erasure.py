@@ -238,3 +238,13 @@ def test_the_auditor_erases_by_id_with_the_command(env, owner, rows, capsys):
     assert rows() == []
     assert tombstones(owner()) == sorted([stored["id"], never["id"]])
     assert jobs.store_submission(never) == {"inserted": False}
+
+
+def test_the_retention_probe_sees_the_schedulers_heartbeat(env, redis):
+    from worker.config import Config
+    from worker.retention import check, scheduler
+    assert check(redis) == 1  # not started
+    cron = scheduler(Config.from_env(env), redis)
+    cron.register_birth()
+    cron.heartbeat()
+    assert check(redis) == 0

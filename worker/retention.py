@@ -11,8 +11,10 @@ a job that finds nothing left to erase.
 """
 
 import logging
+import socket
 import sys
 import time
+from datetime import datetime, timezone
 
 import redis
 from rq import Queue
@@ -26,6 +28,10 @@ from .__main__ import wait_for
 from .config import Config
 
 log = logging.getLogger("worker.retention")
+# One name per host (pod, container), so `--check` there finds its own.
+NAME = f"survey-retention-{socket.gethostname()}"
+# The scheduler beats at least once a minute (rq.cron sleeps 60 s at most).
+HEARTBEAT_MAX_AGE_S = 150
 
 
 class JSONCronJob(CronJob):
@@ -47,7 +53,7 @@ class JSONCronJob(CronJob):
 
 
 def scheduler(config, connection):
-    cron = CronScheduler(connection=connection, logging_level=config.log_level, name="survey-retention")
+    cron = CronScheduler(connection=connection, logging_level=config.log_level, name=NAME)
     if config.retention_days is None:
         log.info("RETENTION_DAYS is not set: every answer is kept")
     else:
@@ -59,10 +65,26 @@ def scheduler(config, connection):
     return cron
 
 
-def main():
+def check(connection):
+    """`--check`, the container's probe: this host's scheduler beat recently."""
+    try:
+        beat = CronScheduler.fetch(NAME, connection).last_heartbeat
+    except Exception as exc:  # noqa: BLE001 - not registered, or Redis away: unhealthy either way
+        print(f"{NAME}: {exc}")
+        return 1
+    age = (datetime.now(timezone.utc) - beat.replace(tzinfo=timezone.utc)).total_seconds() if beat else None
+    if age is None or age > HEARTBEAT_MAX_AGE_S:
+        print(f"{NAME}: no heartbeat for {age}s")
+        return 1
+    return 0
+
+
+def main(argv=None):
     config = Config.from_env()
     logs.setup(config.log_format, config.log_level)
     connection = redis.Redis.from_url(config.redis_url)
+    if "--check" in (argv or sys.argv[1:]):
+        return check(connection)
     wait_for("redis", connection.ping, time.monotonic() + 300)
     scheduler(config, connection).start()
     return 0
