@@ -90,21 +90,29 @@ def test_a_store_after_the_erase_stores_nothing(env, rows):
     assert rows() == []
 
 
+def interleave(owner, first, params, second):
+    """Run `first` (SQL) in a transaction left open, then `second` (a job) in a
+    thread; commit `first` once `second` waits for it.  Returns what `second`
+    returned, and a connection for looking afterwards."""
+    held = owner()
+    with held.cursor() as cur:
+        cur.execute(first, params)
+    thread, result = in_thread(second)
+    watcher = owner()
+    watcher.autocommit = True
+    # Without the lock the second would not wait; the outcome says what that costs.
+    wait_for(lambda: waiting_on_lock(watcher) or not thread.is_alive())
+    held.commit()
+    thread.join(10)
+    return result["value"], watcher
+
+
 def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, rows):
     """The store's insert is not committed when the erase starts: the erase
     waits for it, then deletes the row it committed."""
     sub = submission()
-    store = owner()
-    with store.cursor() as cur:
-        cur.execute(jobs.INSERT_SUBMISSION, sub)
-    thread, result = in_thread(lambda: jobs.erase_submission(sub["id"]))
-    watcher = owner()
-    watcher.autocommit = True
-    # Without the lock the second would not wait; the outcome below says what that costs.
-    wait_for(lambda: waiting_on_lock(watcher) or not thread.is_alive())
-    store.commit()
-    thread.join(10)
-    assert result["value"] == {"erased": True}
+    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: jobs.erase_submission(sub["id"]))
+    assert erased == {"erased": True}
     assert rows() == []
     assert tombstones(watcher) == [sub["id"]]
 
@@ -113,17 +121,8 @@ def test_a_store_arriving_while_an_erase_is_in_flight_stores_nothing(env, owner,
     """The erase has not committed its tombstone when the store checks for
     one: the store waits for it, then skips the row."""
     sub = submission()
-    erase = owner()
-    with erase.cursor() as cur:
-        cur.execute(jobs.ERASE, {"ids": [sub["id"]]})
-    thread, result = in_thread(lambda: jobs.store_submission(sub))
-    watcher = owner()
-    watcher.autocommit = True
-    # Without the lock the second would not wait; the outcome below says what that costs.
-    wait_for(lambda: waiting_on_lock(watcher) or not thread.is_alive())
-    erase.commit()
-    thread.join(10)
-    assert result["value"] == {"inserted": False}
+    stored, _ = interleave(owner, jobs.ERASE, {"ids": [sub["id"]]}, lambda: jobs.store_submission(sub))
+    assert stored == {"inserted": False}
     assert rows() == []
 
 
