@@ -3,7 +3,7 @@
 -- on every start, so each statement must be idempotent.  No passwords here:
 -- worker/migrate.py sets them from the environment when given.
 --
---   survey_worker  inserts submissions (the only writer)
+--   survey_worker  inserts submissions (the only writer), erases them with a tombstone
 --   survey_web     reads them, for the receipt page
 --   auditor        reads them, for people checking the data
 
@@ -37,3 +37,13 @@ REVOKE ALL ON cats FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT INSERT ON cats TO survey_worker;
 GRANT SELECT (submission_id, submitted_at, stored_at) ON cats TO survey_worker;
 GRANT SELECT ON cats TO survey_web, auditor;
+
+-- Erasure: the worker erases only through erase_submissions() (SECURITY
+-- DEFINER, db/schema.sql), which always leaves a tombstone; it never holds
+-- DELETE.  The web reads tombstones for the receipt, the auditor to count
+-- erasures.  A function is executable by PUBLIC unless revoked.
+REVOKE ALL ON erasures FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT SELECT ON erasures TO survey_web, auditor;
+REVOKE ALL ON FUNCTION erase_submissions(uuid[]) FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT EXECUTE ON FUNCTION erase_submissions(uuid[]) TO survey_worker;
+REVOKE ALL ON FUNCTION cats_skip_erased() FROM PUBLIC, survey_worker, survey_web, auditor;

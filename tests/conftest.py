@@ -38,7 +38,7 @@ def database_url(pg_server):
 def empty_table(database_url):
     conn = psycopg2.connect(database_url)
     with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE cats")
+        cur.execute("TRUNCATE cats, erasures")
     conn.close()
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import re
 import uuid
 from datetime import datetime
@@ -95,12 +96,13 @@ def test_csv_round_trips_every_row_and_defuses_formulas(client, env, rows):
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="cats-')
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True), newline="")))
-    assert table[0] == ["submission_id", "name", "coat", "donut", "submitted_at", "stored_at"]
+    assert table[0] == ["submission_id", "name", "coat", "donut", "submitted_at", "stored_at", "survey"]
     assert len(table) == 1 + len(TRICKY)
 
     by_id = {row["submission_id"]: row for row in rows()}
     for record in table[1:]:
-        submission_id, name, coat, donut, submitted_at, stored_at = record
+        submission_id, name, coat, donut, submitted_at, stored_at, survey = record
+        assert survey == "open"
         stored = by_id[submission_id]
         expected = "'" + stored["name"] if stored["name"].startswith(FORMULA_START) else stored["name"]
         assert name == expected
@@ -109,6 +111,40 @@ def test_csv_round_trips_every_row_and_defuses_formulas(client, env, rows):
         assert datetime.fromisoformat(submitted_at) == stored["submitted_at"]
         assert datetime.fromisoformat(stored_at) == stored["stored_at"]
     assert sorted(r[0] for r in table[1:]) == sorted(ids)
+
+
+def test_jsonl_has_the_same_rows_as_json_lines_for_the_auditor_only(client, env, rows):
+    ids = insert(env["DATABASE_URL"], [(name, "tabby", "glazed") for name in TRICKY])
+    refused = client.get("/results.jsonl")
+    assert refused.status_code == 401 and "Pika" not in refused.get_data(as_text=True)
+    assert client.get("/results.jsonl", auth=("auditor", "wrong")).status_code == 401
+
+    response = client.get("/results.jsonl", auth=AUDITOR, buffered=False)
+    assert response.status_code == 200 and response.is_streamed
+    assert response.mimetype == "application/jsonl"
+    assert response.headers["Content-Disposition"].endswith('.jsonl"')
+    body = response.get_data(as_text=True)
+    assert body.endswith("\n") and body.count("\n") == len(TRICKY)  # a newline in a name stays escaped
+    records = [json.loads(line) for line in body.splitlines()]
+    by_id = {row["submission_id"]: row for row in rows()}
+    assert sorted(r["submission_id"] for r in records) == sorted(ids)
+    for record in records:
+        stored = by_id[record["submission_id"]]
+        assert record["name"] == stored["name"]  # JSON needs no formula guard: exact
+        assert datetime.fromisoformat(record["stored_at"]) == stored["stored_at"]
+        assert (record["coat"], record["survey"]) == ("tabby", "open")
+
+
+def test_erased_answers_leave_the_exports_and_the_tallies(client, env, rows):
+    from worker import db, jobs
+    kept, erased = insert(env["DATABASE_URL"], [("Kept", "tabby", "glazed"), ("Erased", "black", "maple")])
+    db.configure(env["DATABASE_URL"])
+    jobs.erase_submission(erased)
+    csv_text = client.get("/results.csv", auth=AUDITOR).get_data(as_text=True)
+    jsonl = client.get("/results.jsonl", auth=AUDITOR).get_data(as_text=True)
+    assert kept in csv_text and kept in jsonl
+    assert erased not in csv_text and "Erased" not in csv_text and erased not in jsonl
+    assert client.get("/results.json").get_json()["total"] == 1
 
 
 def web_sessions_in_transaction(database_url):

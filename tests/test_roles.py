@@ -1,5 +1,5 @@
-"""db/roles.sql: least privilege.  The worker can only insert, the web and
-the auditor can only read; applying it again changes nothing; passwords come
+"""db/roles.sql: least privilege.  The worker can only insert, and erase
+through a function that leaves a tombstone; the web and the auditor can only read; applying it again changes nothing; passwords come
 from the environment or files, never from the code, and reach no server log."""
 
 import uuid
@@ -23,6 +23,10 @@ WRITES = {
     "truncate": "TRUNCATE cats",
     "drop": "DROP TABLE cats",
     "create": "CREATE TABLE sneaky (id int)",
+    # A tombstone without the erase, or one taken back: the answer could come back.
+    "tombstone": "INSERT INTO erasures (submission_id) VALUES (%s)",
+    "untombstone": "DELETE FROM erasures",
+    "erase": "SELECT erase_submissions(ARRAY[%s]::uuid[])",
 }
 
 
@@ -63,8 +67,14 @@ def test_worker_can_insert_idempotently_and_nothing_else(roles_db):
         cur.execute(INSERT_SUBMISSION, sub)  # the retried job: ON CONFLICT still works
         assert cur.rowcount == 0
     assert not allowed(conn, "SELECT name FROM cats")  # it never needs to read the answers
-    for what in ("update", "delete", "truncate", "drop", "create"):
+    for what in ("update", "delete", "truncate", "drop", "create", "tombstone", "untombstone"):
         assert not allowed(conn, WRITES[what]), what
+    # It deletes only through the function that leaves a tombstone.
+    with conn.cursor() as cur:
+        cur.execute("SELECT erase_submissions(ARRAY[%s]::uuid[])", (sub["id"],))
+        assert cur.fetchone() == (1,)
+        cur.execute(INSERT_SUBMISSION, sub)  # and the erased answer cannot be stored again
+        assert cur.rowcount == 0
     conn.close()
 
 
@@ -74,6 +84,7 @@ def test_web_and_auditor_can_only_read(roles_db, role):
     with conn.cursor() as cur:
         cur.execute("SELECT name, coat, donut, submission_id, submitted_at, stored_at FROM cats")
         assert len(cur.fetchall()) >= 1
+        cur.execute("SELECT count(*) FROM erasures")  # the receipt's "erased", the auditor's count
     for what, statement in WRITES.items():
         assert not allowed(conn, statement), what
     conn.close()
@@ -102,10 +113,13 @@ def test_reapplying_changes_nothing(roles_db):
 def _privileges(url):
     conn = psycopg2.connect(url)
     with conn.cursor() as cur:
-        cur.execute("SELECT grantee, privilege_type, column_name FROM information_schema.column_privileges "
-                    "WHERE table_name = 'cats' AND grantee IN ('survey_worker', 'survey_web', 'auditor') "
-                    "ORDER BY 1, 2, 3")
+        cur.execute("SELECT grantee, privilege_type, table_name, column_name FROM information_schema.column_privileges "
+                    "WHERE table_name IN ('cats', 'erasures') AND grantee IN ('survey_worker', 'survey_web', 'auditor') "
+                    "ORDER BY 1, 2, 3, 4")
         rows = cur.fetchall()
+        cur.execute("SELECT grantee, routine_name FROM information_schema.routine_privileges "
+                    "WHERE routine_schema = 'public' AND grantee <> current_user ORDER BY 1, 2")
+        rows += cur.fetchall()
     conn.close()
     return rows
 

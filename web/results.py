@@ -1,9 +1,13 @@
 """/results (tallies, public unless RESULTS_PUBLIC=0), /results.json (the
-same tallies, for the page to update itself) and /results.csv (every stored
-row, for the auditor only: web/auditor.py)."""
+same tallies, for the page to update itself), and /results.csv and
+/results.jsonl (every stored row, for the auditor only: web/auditor.py).
+An erased answer is gone from the table, so from every one of these; its
+tombstone has no answers to export."""
 
 import csv
 import io
+import itertools
+import json
 import logging
 from datetime import datetime, timezone
 
@@ -88,14 +92,18 @@ def csv_cell(value):
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
-def csv_lines(rows):
-    """The CSV text of the header and rows, in chunks; closes `rows` when done or abandoned."""
+def survey_state():
+    """"open", "not_open" or "closed" (the survey file's dates and cap), for the exports."""
+    return views.availability()["state"]
+
+
+def chunked(lines, rows):
+    """Join `lines` (text ending in newlines) into chunks of about CHUNK
+    characters; closes `rows` when done or abandoned."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
     try:
-        writer.writerow(EXPORT_COLUMNS)
-        for row in rows:
-            writer.writerow([csv_cell(value) for value in row])
+        for line in lines:
+            buffer.write(line)
             if buffer.tell() >= CHUNK:
                 heartbeat.beat()  # a long export is progress, not a stuck worker
                 yield buffer.getvalue()
@@ -106,14 +114,42 @@ def csv_lines(rows):
         rows.close()
 
 
-@bp.get("/results.csv")
-def results_csv():
+def csv_lines(rows, state):
+    """The CSV header and rows, one line each; every row says whether the survey is open."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for cells in itertools.chain([[*EXPORT_COLUMNS, "survey"]], ([*map(csv_cell, row), state] for row in rows)):
+        writer.writerow(cells)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def json_lines(rows, state):
+    """One JSON object per row (JSON Lines), with whether the survey is open."""
+    for row in rows:
+        record = {name: value.astimezone(timezone.utc).isoformat() if isinstance(value, datetime) else str(value)
+                  for name, value in zip(EXPORT_COLUMNS, row)}
+        yield json.dumps({**record, "survey": state}, ensure_ascii=False) + "\n"
+
+
+def _export(name, lines, content_type):
     conn = auditor.connect()  # the export runs as the auditor, on the auditor's connection
     try:
         rows = _store().export_rows(conn)
     except psycopg2.Error as exc:
-        log.warning("results.csv: database unavailable: %s", exc)
+        log.warning("results.%s: database unavailable: %s", name, exc)
         return _unavailable()
-    filename = datetime.now(timezone.utc).strftime("cats-%Y%m%dT%H%M%SZ.csv")
-    return Response(csv_lines(rows), content_type="text/csv; charset=utf-8",
+    filename = datetime.now(timezone.utc).strftime(f"cats-%Y%m%dT%H%M%SZ.{name}")
+    return Response(chunked(lines(rows, survey_state()), rows), content_type=content_type,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.get("/results.csv")
+def results_csv():
+    return _export("csv", csv_lines, "text/csv; charset=utf-8")
+
+
+@bp.get("/results.jsonl")
+def results_jsonl():
+    return _export("jsonl", json_lines, "application/jsonl; charset=utf-8")

@@ -10,7 +10,13 @@ from psycopg2.extensions import parse_dsn
 
 from . import bounds
 
-FIND_SUBMISSION = "SELECT name, coat, donut, submitted_at, stored_at FROM cats WHERE submission_id = %s"
+# The row, or the tombstone an erase left instead, in one round trip.
+FIND_SUBMISSION = """
+    SELECT c.name, c.coat, c.donut, c.submitted_at, c.stored_at, e.erased_at
+    FROM (SELECT %s::uuid AS submission_id) AS asked
+    LEFT JOIN cats AS c USING (submission_id)
+    LEFT JOIN erasures AS e USING (submission_id)
+"""
 
 # One statement, so the two tallies and the total come from one snapshot.
 TALLIES = """
@@ -131,8 +137,9 @@ class Store:
             return rows
 
     def find_submission(self, submission_id):
-        rows = self._fetch(FIND_SUBMISSION, (submission_id,))
-        return rows[0] if rows else None
+        """The stored row, or its tombstone (erased_at set, no answers); None if neither."""
+        row = self._fetch(FIND_SUBMISSION, (submission_id,))[0]
+        return row if row["stored_at"] or row["erased_at"] else None
 
     def ping(self):
         self._fetch("SELECT 1")

@@ -8,6 +8,12 @@ from rq.serializers import JSONSerializer
 
 # Named by string so the web never imports the worker's code (or its image).
 STORE_JOB = "worker.jobs.store_submission"
+ERASE_JOB = "worker.jobs.erase_submission"
+
+
+def erase_job_id(submission_id):
+    # Not the submission id, which the store job holds: both may be in the queue at once.
+    return f"erase-{submission_id}"
 
 # Counts a submission as accepted, once, unless MAX_RESPONSES are already in:
 # the check and the count are one atomic step in Redis, so every process and
@@ -62,24 +68,35 @@ class SubmissionQueue:
         The submission id is the job id, and RQ's unique-enqueue script checks
         and saves it in one atomic step, so a double click cannot queue two jobs.
         """
-        job = self.queue.create_job(
-            STORE_JOB,
-            kwargs={"submission": submission},
-            job_id=submission["id"],
-            retry=self.retry,
-            **self.job_options,
-            description=f"store submission {submission['id']}",
-        )
+        return self._enqueue_once(STORE_JOB, {"submission": submission}, submission["id"],
+                                  f"store submission {submission['id']}")
+
+    def enqueue_erase(self, submission_id):
+        """Queue the erase job; False when it was already queued (a double click).
+
+        Through the queue like a store, with the same retries: the worker's
+        erase is ordered against the store in the database (db/schema.sql),
+        so the two jobs may run in either order."""
+        return self._enqueue_once(ERASE_JOB, {"submission_id": submission_id}, erase_job_id(submission_id),
+                                  f"erase submission {submission_id}")
+
+    def _enqueue_once(self, function, kwargs, job_id, description):
+        job = self.queue.create_job(function, kwargs=kwargs, job_id=job_id, retry=self.retry,
+                                    **self.job_options, description=description)
         try:
             self.queue.enqueue_job(job, unique=True)
         except DuplicateJobError:
             return False
         return True
 
-    def state(self, submission_id):
-        """'queued', 'failed', 'stored' or None when the queue has no such job."""
+    def erase_state(self, submission_id):
+        """The erase job's state, as state() words it; None when there is none."""
+        return self.state(erase_job_id(submission_id))
+
+    def state(self, job_id):
+        """'queued', 'failed', 'stored' (finished) or None when the queue has no such job."""
         try:
-            status = Job.fetch(submission_id, connection=self.redis, serializer=JSONSerializer).get_status()
+            status = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).get_status()
         except NoSuchJobError:
             return None
         if status == JobStatus.FINISHED:

@@ -1,4 +1,4 @@
-"""The pages: the form and the receipt."""
+"""The pages: the form, the receipt, and the receipt's "Erase my answer"."""
 
 import logging
 import uuid
@@ -24,7 +24,12 @@ STATE_TEXT = {
     "queued": "Received, waiting in the queue",
     "stored": "Stored",
     "failed": "Could not be stored yet",
+    "erasing": "Erase requested, waiting in the queue",
+    "erase_failed": "Could not be erased yet",
+    "erased": "Erased",
 }
+# The erase job's state (SubmissionQueue.state's words) as the receipt's.
+ERASE_STATE = {"queued": "erasing", "failed": "erase_failed", "stored": "erased"}
 
 
 # What a post to a survey that is not open gets: the page says why, with the
@@ -174,7 +179,8 @@ def submit():
 
 
 def _status(submission_id):
-    """What a visitor may know of a submission: the row if it is stored, else the job's state."""
+    """What a visitor may know of a submission: its tombstone if it was
+    erased, an erase under way, the row if it is stored, else the store job's state."""
     sid = str(submission_id)
     database_down = False
     try:
@@ -183,13 +189,19 @@ def _status(submission_id):
         # While the database is down the queue still knows the answer.
         log.warning("receipt %s: database unavailable: %s", sid, exc, extra={"submission_id": sid})
         row, database_down = None, True
-    if row:
-        return {"id": sid, "state": "stored", "row": row}
+    if row and row["erased_at"]:
+        return {"id": sid, "state": "erased", "row": None, "erased_at": row["erased_at"]}
     try:
-        state = _queue().state(sid)
+        erase = ERASE_STATE.get(_queue().erase_state(sid))
+        state = None if erase or row else _queue().state(sid)
     except redis.RedisError as exc:
         log.warning("receipt %s: queue unavailable: %s", sid, exc, extra={"submission_id": sid})
-        state = "unknown"
+        erase, state = None, "unknown"
+    if erase:
+        # Its answers are on their way out: no longer shown.
+        return {"id": sid, "state": erase, "row": None}
+    if row:
+        return {"id": sid, "state": "stored", "row": row}
     if state is None:
         if database_down:
             # A stored job leaves the queue after JOB_RESULT_TTL; only the row
@@ -215,13 +227,34 @@ def receipt_json(submission_id):
         state=status["state"],
         state_text=STATE_TEXT.get(status["state"], "Unknown"),
         stored_at=row["stored_at"].isoformat() if row else None,
+        erased_at=status["erased_at"].isoformat() if status.get("erased_at") else None,
     )
+
+
+@bp.post("/submissions/<uuid:submission_id>/erase")
+def erase(submission_id):
+    """The receipt's "Erase my answer": the receipt link is the proof, the
+    CSRF token that this browser was shown the receipt.  The worker erases."""
+    status = _status(submission_id)  # 404 for an id we never had
+    sid = status["id"]
+    if status["state"] not in ("erased", "erasing"):
+        try:
+            queued = _queue().enqueue_erase(sid)
+        except redis.RedisError as exc:
+            log.error("erase of %s not queued: %s", sid, exc, extra={"submission_id": sid})
+            return render_template("error.html", title="Can't erase just now",
+                                   message="Please try again in a moment."), 503
+        log.info("erase of %s %s", sid, "queued" if queued else "was already queued", extra={"submission_id": sid})
+    return redirect(url_for(".receipt", submission_id=sid), code=303)
 
 
 @bp.app_errorhandler(CSRFError)
 def csrf_error(error):
-    # Keep what the visitor typed; only the token was wrong.
     metrics.count_rejections([("csrf_token", metrics.csrf_reason(error.description))])
+    if request.endpoint == "survey.erase":
+        return render_template("error.html", title="Please try again",
+                               message="This page was open too long; reload the receipt, then erase."), 400
+    # Keep what the visitor typed; only the token was wrong.
     form = _form(meta={"csrf": False})
     return render_template("form.html", form=form, csrf_error=error.description), 400
 

@@ -41,6 +41,15 @@ def with_password(url, password):
     return make_dsn(url, password=password) if password else url
 
 
+def _positive(env, name):
+    """A whole number above 0, or None when unset: a typo must not erase everything."""
+    if not env.get(name):
+        return None
+    value = int(env[name])
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {env[name]!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class Config:
@@ -77,6 +86,11 @@ class Config:
     # The survey file, checked at start: the worker stores whatever the web
     # accepted, but a broken file must stop it too.
     survey_file: Path
+    # Answers stored more than this many days ago are erased (with
+    # tombstones) by worker/retention.py; None keeps them forever.
+    retention_days: int | None
+    # Seconds between two retention runs.
+    retention_interval: int
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -104,4 +118,6 @@ class Config:
             metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
             survey_file=Path(env.get("SURVEY_FILE") or survey.DEFAULT_FILE),
+            retention_days=_positive(env, "RETENTION_DAYS"),
+            retention_interval=_positive(env, "RETENTION_INTERVAL") or 3600,
         )

@@ -1,5 +1,7 @@
-"""The one job: write one submission as one row; and the batched form of it
-(store_submissions) that worker/batch_worker.py runs for many jobs at once."""
+"""The jobs: write one submission as one row, and the batched form of it
+(store_submissions) that worker/batch_worker.py runs for many jobs at once;
+erase one (erase_submission), and erase every answer older than the
+retention time (erase_expired)."""
 
 import logging
 import time
@@ -32,6 +34,20 @@ INSERT_SUBMISSIONS = """
     ON CONFLICT (submission_id) DO NOTHING
     RETURNING submission_id::text, extract(epoch FROM stored_at - submitted_at)
 """
+
+# Neither insert checks for a tombstone: the table's trigger does, under a
+# lock that orders it against an erase (db/schema.sql), so an erased id is
+# skipped like a stored one and its job reports "not inserted".
+ERASE = "SELECT erase_submissions(%(ids)s::uuid[])"
+# Oldest first, a bounded number at a time: one short transaction each, well
+# inside WORKER_DB_TIMEOUT, and a bounded number of locks held at once.
+EXPIRED = """
+    SELECT coalesce(array_agg(submission_id::text), '{}') FROM (
+        SELECT submission_id FROM cats WHERE stored_at < now() - make_interval(days => %(days)s)
+        ORDER BY stored_at LIMIT %(limit)s
+    ) AS expired
+"""
+EXPIRED_BATCH = 500
 
 
 # While PostgreSQL is down every job fails at once, and a worker would spin
@@ -79,3 +95,33 @@ def _stored(submission, delay):
     log.info("submission %s %s", submission["id"], "stored" if inserted else "already stored",
              extra={"submission_id": submission["id"]})
     return {"inserted": inserted}
+
+
+def erase_submission(submission_id):
+    """Erase one submission, leaving its tombstone; idempotent, so a re-run
+    (a retry, a worker killed mid-erase) changes nothing more."""
+    submission_id = str(uuid.UUID(submission_id))
+    deleted = _execute(ERASE, {"ids": [submission_id]})[0][0]
+    metrics.JOBS.labels(outcome="erase").inc()
+    metrics.ERASED.labels(reason="request").inc(deleted)
+    log.info("submission %s erased%s", submission_id, "" if deleted else " (no stored row)",
+             extra={"submission_id": submission_id})
+    return {"erased": bool(deleted)}
+
+
+def erase_expired(days):
+    """Erase, with tombstones, every answer stored more than `days` days ago."""
+    total = 0
+    while True:
+        ids = _execute(EXPIRED, {"days": days, "limit": EXPIRED_BATCH})[0][0]
+        if not ids:
+            break
+        try:
+            total += _execute(ERASE, {"ids": ids})[0][0]
+        except psycopg2.errors.DeadlockDetected:
+            # With a batch store holding some of the same buckets (db/schema.sql): again.
+            log.info("retention: deadlocked with a store; trying that batch again")
+    metrics.JOBS.labels(outcome="erase").inc()
+    metrics.ERASED.labels(reason="retention").inc(total)
+    log.info("retention: %d answers stored more than %d days ago erased", total, days)
+    return {"erased": total}

@@ -21,7 +21,7 @@ disable_created_metrics()
 
 JOBS = Counter(
     "survey_worker_jobs", "Jobs this worker ran, by outcome: stored, already_stored (a repeat "
-    "delivery), retried (failed, will run again) or failed (out of retries, in the failed registry).",
+    "delivery), erase, retried (failed, will run again) or failed (out of retries, in the failed registry).",
     ["outcome"],
 )
 SUBMITTED_TO_STORED = Histogram(
@@ -31,7 +31,15 @@ SUBMITTED_TO_STORED = Histogram(
     buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600),
 )
 
-for outcome in ("stored", "already_stored", "retried", "failed"):
+ERASED = Counter(
+    "survey_worker_erased", "Stored answers this worker erased (a tombstone kept), by why: "
+    "request (the respondent's or the auditor's) or retention (older than RETENTION_DAYS).",
+    ["reason"],
+)
+
+for reason in ("request", "retention"):
+    ERASED.labels(reason=reason)
+for outcome in ("stored", "already_stored", "erase", "retried", "failed"):
     JOBS.labels(outcome=outcome)  # present from the start, at 0
 
 

@@ -172,6 +172,28 @@ def test_receipt_turns_from_queued_to_stored_by_itself(open_page, start_worker, 
     screenshot(page, "receipt-desktop")
 
 
+def test_erase_my_answer_from_the_receipt(open_page, start_worker, stored_rows):
+    page = open_page()
+    name = cat_name("Mochi")
+    send(page, name, "Black", "Glazed")
+    sid = submission_id(page)
+    start_worker()
+    state = page.locator("#state")
+    expect(state).to_have_attribute("data-state", "stored", timeout=30_000)
+    assert len(stored_rows(sid)) == 1
+
+    page.get_by_role("button", name="Erase my answer").click()
+    # Queued, then erased by the worker; the page follows it by itself.
+    expect(state).to_have_attribute("data-state", "erased", timeout=30_000)
+    expect(state).to_have_text("Erased")
+    expect(page.get_by_role("button", name="Erase my answer")).to_have_count(0)
+    expect(page.locator(".summary")).to_have_count(0)
+    assert stored_rows(sid) == []
+    assert name not in page.content()
+    assert axe_violations(page) == []
+    screenshot(page, "receipt-erased-desktop")
+
+
 def test_back_and_refresh_after_submitting_store_one_row(open_page, start_worker, stored_rows):
     page = open_page()
     posts = []

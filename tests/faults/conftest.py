@@ -211,6 +211,27 @@ def stored_ids(env):
 
 
 @pytest.fixture
+def accounted(env, stored_ids):
+    """accounted(accepted, erased=()): nothing lost, doubled, or brought back.
+
+    Every accepted submission not erased is exactly one row; every erased
+    one is no row and exactly one tombstone."""
+    def check(accepted, erased=()):
+        ids, erased = stored_ids(), set(erased)
+        assert sorted(ids) == sorted(set(accepted) - erased), "lost or doubled"
+        conn = psycopg2.connect(env["DATABASE_URL"], connect_timeout=2)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT submission_id::text FROM erasures")
+                tombstones = [r[0] for r in cur.fetchall()]
+        finally:
+            conn.close()
+        assert sorted(tombstones) == sorted(erased), "an erase without its tombstone"
+        assert not erased & set(ids), "brought back"
+    return check
+
+
+@pytest.fixture
 def row_lock(env):
     """row_lock(id) -> an open transaction that inserted `id` without committing.
 

@@ -1,5 +1,6 @@
 """Duplicates: the same submission posted many times at once, the same job
-enqueued twice, a finished job delivered again: one row each time."""
+enqueued twice, a finished job delivered again: one row each time; and once
+erased, delivered again: no row."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +24,7 @@ def test_same_form_posted_many_times_at_once_is_one_job_and_one_row(
     assert queue(redis).fetch_job(data["submission_id"]).get_status() == JobStatus.FINISHED
 
 
-def test_same_job_enqueued_twice_or_delivered_again_stores_one_row(app, start_worker, redis, stored_ids):
+def test_same_job_enqueued_twice_or_delivered_again_stores_one_row(app, start_worker, redis, stored_ids, accounted):
     submissions = app.extensions["submission_queue"]
     item = submission(name="Twice")
     assert submissions.enqueue(item) is True
@@ -41,3 +42,12 @@ def test_same_job_enqueued_twice_or_delivered_again_stores_one_row(app, start_wo
     assert submissions.enqueue(item) is True
     wait_until(lambda: worker.log().count("already stored") == 2, 30, "the third delivery")
     assert stored_ids() == [item["id"]]
+    accounted([item["id"]])
+
+    # Erased, then delivered once more: nothing brought back.
+    assert submissions.enqueue_erase(item["id"]) is True
+    wait_until(lambda: queue(redis).fetch_job(f"erase-{item['id']}").get_status() == JobStatus.FINISHED, 30, "the erase")
+    redis.delete(f"rq:job:{item['id']}")
+    assert submissions.enqueue(item) is True
+    wait_until(lambda: worker.log().count("already stored") == 3, 30, "the delivery after the erase")
+    accounted([item["id"]], erased=[item["id"]])

@@ -159,6 +159,7 @@ def test_containers_run_the_procfiles_commands(objects):
     runner = procfile()
     assert app_container(objects, "Deployment", "survey-web")["command"] == runner["web"]
     assert app_container(objects, "Deployment", "survey-worker")["command"] == runner["worker"]
+    assert app_container(objects, "Deployment", "survey-retention")["command"] == runner["retention"]
     assert app_container(objects, "Job", "survey-migrate")["command"] == compose_file()["services"]["migrate"]["command"]
 
 
@@ -575,8 +576,10 @@ def test_network_policies_allow_exactly_the_needed_flows(objects):
     expected = set()
     for app in ("web", "worker", "migrate"):
         expected |= {(app, "dns", 53, "UDP"), (app, "dns", 53, "TCP"), (app, "db", postgres, "TCP")}
-    for app in ("web", "worker"):
+    for app in ("web", "worker", "retention"):
         expected.add((app, "redis", redis_port, "TCP"))
+    # The retention scheduler (RQ's cron) only enqueues: Redis, never PostgreSQL.
+    expected |= {("retention", "dns", 53, "UDP"), ("retention", "dns", 53, "TCP")}
     expected |= {
         # The app port, from the controller's pods alone (the web trusts their X-Forwarded-For).
         ("ingress", "web", int(web["APP_PORT"]), "TCP"),

@@ -1,11 +1,13 @@
 // Polls the receipt's JSON until the submission reaches a final state, so
-// the visitor sees it change without reloading.  Final: stored (the page
-// reloads to show the row), failed, unknown to the queue, or gone (404).
+// the visitor sees it change without reloading.  Final: stored or erased (the
+// page reloads to show the row, or its tombstone), failed, erase_failed,
+// unknown to the queue, or gone (404).
 (function () {
   var list = document.querySelector("[data-status-url]");
   var state = document.getElementById("state");
   if (!list || !state) return;
-  var FINAL = { stored: true, failed: true, unknown: true, missing: true };
+  var FINAL = { stored: true, failed: true, unknown: true, missing: true, erased: true, erase_failed: true };
+  var RELOAD = { stored: true, erased: true };
   var delay = 500;
   function show(s) {
     if (s.state === state.getAttribute("data-state")) return;
@@ -21,7 +23,7 @@
       })
       .then(function (s) {
         if (s) show(s);
-        if (s && s.state === "stored") { window.location.reload(); return; }
+        if (s && RELOAD[s.state]) { window.location.reload(); return; }
         if (s && FINAL[s.state]) { state.setAttribute("data-polling", "stopped"); return; }
         delay = Math.min(delay * 1.5, 5000);
         setTimeout(poll, delay);

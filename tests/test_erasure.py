@@ -1,0 +1,249 @@
+"""Erasure: a tombstone instead of the row, and never the row again,
+whatever the order of a store and an erase of the same submission."""
+
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tests.conftest import hidden_fields
+from worker import jobs
+
+
+def submission(**fields):
+    return {"id": str(uuid.uuid4()), "name": "Pika", "coat": "tortie", "donut": "glazed",
+            "submitted_at": datetime.now(timezone.utc).isoformat(), **fields}
+
+
+@pytest.fixture
+def owner(env):
+    conns = []
+
+    def connect():
+        conn = psycopg2.connect(env["DATABASE_URL"])
+        conns.append(conn)
+        return conn
+    yield connect
+    for conn in conns:
+        conn.close()
+
+
+def queue(redis):
+    return Queue("submissions", connection=redis, serializer=JSONSerializer)
+
+
+def tombstones(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT submission_id::text FROM erasures ORDER BY 1")
+        return [r[0] for r in cur.fetchall()]
+
+
+def waiting_on_lock(conn, n=1):
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+        return cur.fetchone()[0] >= n
+
+
+def in_thread(work):
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", work()))
+    thread.start()
+    return thread, result
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_erase_leaves_a_tombstone_and_no_answer(env, owner, rows):
+    sub = submission()
+    jobs.store_submission(sub)
+    assert jobs.erase_submission(sub["id"]) == {"erased": True}
+    assert rows() == []
+    conn = owner()
+    assert tombstones(conn) == [sub["id"]]
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM erasures")
+        assert [c.name for c in cur.description] == ["submission_id", "erased_at"]  # no answers
+    assert jobs.erase_submission(sub["id"]) == {"erased": False}  # again: nothing more
+    assert tombstones(conn) == [sub["id"]]
+
+
+def test_a_store_after_the_erase_stores_nothing(env, rows):
+    """The erase arrived while the store was queued, or the store was re-delivered."""
+    first, second = submission(), submission()
+    jobs.erase_submission(first["id"])
+    assert jobs.store_submission(first) == {"inserted": False}
+    jobs.store_submission(second)
+    jobs.erase_submission(second["id"])
+    # The batched insert obeys the tombstones too.
+    assert jobs.store_submissions([first, second]) == [{"inserted": False}] * 2
+    assert rows() == []
+
+
+def interleave(owner, first, params, second):
+    """Run `first` (SQL) in a transaction left open, then `second` (a job) in a
+    thread; commit `first` once `second` waits for it.  Returns what `second`
+    returned, and a connection for looking afterwards."""
+    held = owner()
+    with held.cursor() as cur:
+        cur.execute(first, params)
+    thread, result = in_thread(second)
+    watcher = owner()
+    watcher.autocommit = True
+    # Without the lock the second would not wait; the outcome says what that costs.
+    wait_for(lambda: waiting_on_lock(watcher) or not thread.is_alive())
+    held.commit()
+    thread.join(10)
+    return result["value"], watcher
+
+
+def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, rows):
+    """The store's insert is not committed when the erase starts: the erase
+    waits for it, then deletes the row it committed."""
+    sub = submission()
+    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: jobs.erase_submission(sub["id"]))
+    assert erased == {"erased": True}
+    assert rows() == []
+    assert tombstones(watcher) == [sub["id"]]
+
+
+def test_a_store_arriving_while_an_erase_is_in_flight_stores_nothing(env, owner, rows):
+    """The erase has not committed its tombstone when the store checks for
+    one: the store waits for it, then skips the row."""
+    sub = submission()
+    stored, _ = interleave(owner, jobs.ERASE, {"ids": [sub["id"]]}, lambda: jobs.store_submission(sub))
+    assert stored == {"inserted": False}
+    assert rows() == []
+
+
+def test_retention_erases_only_answers_older_than_its_days(env, owner, rows):
+    old, recent = [submission() for _ in range(3)], submission()
+    jobs.store_submissions(old + [recent])
+    conn = owner()
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE cats SET stored_at = now() - interval '31 days', submitted_at = now() - interval '31 days' "
+                    "WHERE submission_id = ANY (%s::uuid[])", ([s["id"] for s in old],))
+    assert jobs.erase_expired(30) == {"erased": 3}
+    assert [r["submission_id"] for r in rows()] == [recent["id"]]
+    assert tombstones(conn) == sorted(s["id"] for s in old)
+    # Re-delivered, the old store jobs bring nothing back.
+    assert jobs.store_submissions(old) == [{"inserted": False}] * 3
+    assert jobs.erase_expired(30) == {"erased": 0}
+    assert len(rows()) == 1
+
+
+def erase_from_receipt(client, sid):
+    """What the visitor does: open the receipt, press "Erase my answer"."""
+    page = client.get(f"/submissions/{sid}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Erase my answer" in html
+    return client.post(f"/submissions/{sid}/erase", data={"csrf_token": hidden_fields(html)["csrf_token"]})
+
+
+def test_erase_from_the_receipt_travels_through_the_queue(client, post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    assert len(rows()) == 1
+
+    # Without the token nothing is queued: another site cannot erase for the visitor.
+    assert client.post(f"/submissions/{sid}/erase", data={"csrf_token": "forged"}).status_code == 400
+    response = erase_from_receipt(client, sid)
+    assert response.status_code == 303 and response.headers["Location"] == f"/submissions/{sid}"
+    assert client.post(f"/submissions/{sid}/erase", data={"csrf_token": fresh_form()["csrf_token"]}).status_code == 303
+    assert queue(redis).job_ids == [f"erase-{sid}"]  # the double click is one job
+    assert len(rows()) == 1  # the web only queues it
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert "Erase requested" in page and "Pika" not in page and "Erase my answer" not in page
+
+    run_worker()
+    assert rows() == []
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert 'data-state="erased"' in page and "Erased at" in page and "Erase my answer" not in page
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
+
+
+def test_an_erase_queued_behind_its_store_leaves_no_row(client, post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden).status_code == 303
+    assert erase_from_receipt(client, sid).status_code == 303  # the store is still queued
+    assert queue(redis).job_ids == [sid, f"erase-{sid}"]
+    run_worker()
+    assert rows() == []
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
+    # The store job re-delivered later (after its result expired) brings nothing back.
+    Job.fetch(sid, connection=redis, serializer=JSONSerializer).delete()
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    assert rows() == []
+
+
+def test_erasing_an_unknown_submission_is_not_found(client, fresh_form):
+    assert client.post(f"/submissions/{uuid.uuid4()}/erase",
+                       data={"csrf_token": fresh_form()["csrf_token"]}).status_code == 404
+
+
+def backdate(conn, ids, days):
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE cats SET stored_at = now() - make_interval(days => %s) "
+                    "WHERE submission_id = ANY (%s::uuid[])", (days, ids))
+
+
+def test_retention_runs_on_rq_cron_and_the_worker_erases(env, owner, redis, run_worker, rows):
+    """RQ's cron scheduler enqueues the retention job in a form the (JSON) worker runs."""
+    from worker.config import Config
+    from worker.retention import scheduler
+
+    old, recent = submission(), submission()
+    jobs.store_submissions([old, recent])
+    backdate(owner(), [old["id"]], 8)
+    cron = scheduler(Config.from_env({**env, "RETENTION_DAYS": "7"}), redis)
+    assert [job.kwargs for job in cron.enqueue_jobs()] == [{"days": 7}]  # due at start
+    assert cron.enqueue_jobs() == []  # then once per RETENTION_INTERVAL
+    run_worker()
+    assert [r["submission_id"] for r in rows()] == [recent["id"]]
+    assert tombstones(owner()) == [old["id"]]
+    assert scheduler(Config.from_env(env), redis).enqueue_jobs() == []  # unset: keep forever
+
+
+def test_retention_days_must_be_a_positive_number(env):
+    from worker.config import Config
+    for bad in ("0", "-3"):
+        with pytest.raises(ValueError, match="RETENTION_DAYS"):
+            Config.from_env({"RETENTION_DAYS": bad})
+    assert Config.from_env({}).retention_days is None
+
+
+def test_the_auditor_erases_by_id_with_the_command(env, owner, rows, capsys):
+    from worker.erase import main
+    stored, never = submission(), submission()
+    jobs.store_submission(stored)
+    assert main([stored["id"], never["id"]]) == 0
+    out = capsys.readouterr().out
+    assert f"{stored['id']} erased" in out and f"{never['id']}: no stored answer" in out
+    assert rows() == []
+    assert tombstones(owner()) == sorted([stored["id"], never["id"]])
+    assert jobs.store_submission(never) == {"inserted": False}
+
+
+def test_the_retention_probe_sees_the_schedulers_heartbeat(env, redis):
+    from worker.config import Config
+    from worker.retention import check, scheduler
+    assert check(redis) == 1  # not started
+    cron = scheduler(Config.from_env(env), redis)
+    cron.register_birth()
+    cron.heartbeat()
+    assert check(redis) == 0
