@@ -163,7 +163,7 @@ class Runner:
 
 
 # How each process's main process shows in ps: PostgreSQL's is the postmaster.
-MAIN_PROCESSES = {"db": r"bin/postgres -D ", "redis": r"^redis-server ", "worker": r"python\S* -m worker",
+MAIN_PROCESSES = {"db": r"bin/postgres -D ", "redis": r"^redis-server ", "worker": r"python\S* -m worker(\s|$)",
                   "web": r"/gunicorn --config", "proxy": r"^nginx: master process"}
 
 
