@@ -184,8 +184,8 @@ def submission(stack):
 
 def test_every_service_is_healthy_and_the_one_shots_succeeded(stack):
     services = {row["Service"]: row for row in stack.services()}
-    assert set(services) == {"secrets", "db", "redis", "migrate", "worker", "web", "proxy"}
-    for name in ("db", "redis", "worker", "web", "proxy"):
+    assert set(services) == {"secrets", "db", "redis", "migrate", "worker", "retention", "web", "proxy"}
+    for name in ("db", "redis", "worker", "retention", "web", "proxy"):
         assert services[name]["State"] == "running", services[name]
         assert services[name]["Health"] == "healthy", services[name]
     for name in ("secrets", "migrate"):
