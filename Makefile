@@ -12,8 +12,8 @@ test:
 	.venv/bin/python -m pytest --durations=20 $(PYTEST_ARGS)
 
 # The contributor's loop (about a minute): every test but the slow tiers (Docker,
-# Chromium, the benchmark's smoke run, checkov, RQ's own suite; see pytest.ini),
-# still against real servers.
+# Chromium, the benchmark's smoke run, checkov, RQ's own suite, the fault tests and
+# make run's own test; see pytest.ini), still against real servers.
 test-fast:
 	scripts/bootstrap test
 	.venv/bin/python -m pytest -m "not slow" --durations=10 $(PYTEST_ARGS)

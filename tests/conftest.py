@@ -168,6 +168,9 @@ SLOW_TIERS = {
     "tests/browser/": "chromium",
     "tests/test_bench.py": "bench",
     "tests/rq_suite/": "rq_suite",
+    # Minutes of waiting out RQ's timeouts and restarts (README, "Test it").
+    "tests/faults/": "faults",
+    "tests/test_runner.py": "runner",
 }
 
 
