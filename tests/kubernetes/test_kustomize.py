@@ -5,7 +5,8 @@ import shutil
 
 import yaml
 
-from tests.kubernetes.kustomize import DEPLOY, in_kustomize_v2_words
+from tests.kubernetes.kustomize import DEPLOY, in_kustomize_v2_words, reached
+from tests.servers import ROOT
 
 
 def test_v2_words_name_directories_as_bases_and_patches_as_strategic_merges(tmp_path):
@@ -21,3 +22,7 @@ def test_v2_words_name_directories_as_bases_and_patches_as_strategic_merges(tmp_
     for path in copied.rglob("kustomization.yaml"):
         resources = yaml.safe_load(path.read_text()).get("resources", [])
         assert not any((path.parent / r).is_dir() for r in resources), path
+
+
+def test_the_copy_takes_every_directory_a_kustomization_reaches():
+    assert reached(DEPLOY / "overlays" / "dev") == {DEPLOY / "overlays" / "dev", DEPLOY / "base", ROOT / "survey"}
