@@ -1,15 +1,22 @@
 # The commands of the README.
-.PHONY: run test bench
+.PHONY: run test test-fast bench
 
 # The whole pipeline without Docker: PostgreSQL, Redis, the worker and the web.
 run:
 	scripts/bootstrap run
 	scripts/run
 
-# Every test, against real servers the tests start themselves.
+# Every test, against real servers the tests start themselves; the slowest are listed at the end.
 test:
 	scripts/bootstrap test
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest --durations=20 $(PYTEST_ARGS)
+
+# The contributor's loop (about a minute): every test but the slow tiers (Docker,
+# Chromium, the benchmark's smoke run, checkov, RQ's own suite, the fault tests and
+# make run's own test; see pytest.ini), still against real servers.
+test-fast:
+	scripts/bootstrap test
+	.venv/bin/python -m pytest -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 # Does the queue pay for itself? Figures against the naive design and the
 # machine's limits, and visitors per second (bench/, about 9 minutes); never part of `make test`.

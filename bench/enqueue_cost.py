@@ -1,7 +1,7 @@
 """`python -m bench.enqueue_cost`: what one enqueue costs the web, in µs.
 
 Calls web.submissions.SubmissionQueue.enqueue in a loop against a throwaway
-Redis (tests/servers.py) on loopback and prints the median of several runs:
+Redis (loopback/servers.py) on loopback and prints the median of several runs:
 wall time and this process's CPU time per enqueue, and the Redis commands
 each one sends (INFO commandstats).  No target: a figure to compare changes
 to the enqueue with, steadier than wrk on a shared machine."""
@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 
-from tests.servers import RedisServer
+from loopback.servers import RedisServer
 from web import config
 from web.submissions import SubmissionQueue
 

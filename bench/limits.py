@@ -7,7 +7,7 @@ import re
 import subprocess
 import tempfile
 
-from tests.servers import pg_bindir
+from loopback.servers import pg_bindir
 
 # One autocommitted row per transaction, shaped like a submission, into a
 # copy of cats (same columns, key and index) so the real table stays empty.

@@ -8,7 +8,7 @@ import subprocess
 import urllib.parse
 from pathlib import Path
 
-from tests.http import Browser
+from loopback.browser import Browser
 
 LUA = Path(__file__).resolve().parent / "post.lua"
 # wrk's own duration, a cap: the harness stops it as soon as every thread

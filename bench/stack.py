@@ -1,4 +1,4 @@
-"""The system under test: throwaway PostgreSQL and Redis (tests/servers.py),
+"""The system under test: throwaway PostgreSQL and Redis (loopback/servers.py),
 the web and the workers started with the runner's own commands, and what the
 benchmark reads from them (rows, Redis memory, peak RSS)."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg2
 import redis
 
-from tests.http import Browser
-from tests.servers import PostgresServer, RedisServer, free_port, wait_until
+from loopback.browser import Browser
+from loopback.servers import PostgresServer, RedisServer, free_port, wait_until
 from worker.config import Config as WorkerConfig
 from worker.migrate import apply_schema
 

@@ -15,7 +15,7 @@ import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
-from tests.servers import PostgresServer, RedisServer
+from loopback.servers import PostgresServer, RedisServer
 from web import create_app
 from worker import db
 from worker.config import Config

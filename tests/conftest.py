@@ -159,3 +159,28 @@ def auditor_env(env, auditor_database_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", auditor_database_url)
     worker_db.configure(auditor_database_url)
     return {**env, "DATABASE_URL": auditor_database_url}
+
+
+# The slow tiers, which `make test-fast` leaves out (pytest -m "not slow"):
+# each test under one of these paths gets the tier's marker and `slow`.
+SLOW_TIERS = {
+    "tests/compose/test_compose_live.py": "docker",
+    "tests/browser/": "chromium",
+    "tests/test_bench.py": "bench",
+    "tests/rq_suite/": "rq_suite",
+    # Minutes of waiting out RQ's timeouts and restarts (README, "Test it").
+    "tests/faults/": "faults",
+    "tests/test_runner.py": "runner",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path.relative_to(config.rootpath).as_posix()
+        tiers = [tier for prefix, tier in SLOW_TIERS.items() if path.startswith(prefix)]
+        # checkov runs once per session, for the tests that ask for its findings.
+        if "checkov_findings" in getattr(item, "fixturenames", ()):
+            tiers.append("checkov")
+        for tier in tiers:
+            item.add_marker(tier)
+            item.add_marker("slow")

@@ -1,7 +1,7 @@
 """The front as `make run` starts it, for tests: nginx (proxy/run) in front of
 gunicorn (on its unix socket), and the worker, each started with its Procfile command on free
 loopback ports, against a fresh database of the test's PostgreSQL and a Redis
-of its own (tests/servers.py)."""
+of its own (loopback/servers.py)."""
 
 import http.client
 import os

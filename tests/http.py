@@ -1,49 +1,5 @@
-"""A tiny HTTP client for tests that drive a real server over loopback."""
+"""The HTTP client of loopback/browser.py, shared with the benchmark."""
 
-import http.cookiejar
-import re
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
+from loopback.browser import FIELD, Browser
 
-FIELD = re.compile(r'name="(csrf_token|submission_id|form_started)" type="hidden" value="([^"]*)"')
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-class Browser:
-    """Keeps cookies like a browser, so the CSRF token matches its session."""
-
-    def __init__(self, base_url, fill_seconds=0):
-        """fill_seconds: how long the person takes over the form; submit()
-        posts no sooner after the form was shown (the web's MIN_FILL_SECONDS
-        turns away faster posts as a bot's)."""
-        self.base_url = base_url.rstrip("/")
-        self.fill_seconds = fill_seconds
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect)
-
-    def request(self, path, data=None, timeout=10):
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        try:
-            with self.opener.open(self.base_url + path, body, timeout=timeout) as response:
-                return response.status, dict(response.headers), response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read().decode()
-
-    def form(self):
-        status, _, html = self.request("/")
-        assert status == 200, html
-        return dict(FIELD.findall(html))
-
-    def submit(self, **fields):
-        """GET the form, then POST it; returns (status, headers, body, submission_id)."""
-        data = self.form()
-        time.sleep(self.fill_seconds)
-        data.update(fields)
-        status, headers, body = self.request("/", data)
-        return status, headers, body, data["submission_id"]
+__all__ = ["FIELD", "Browser"]

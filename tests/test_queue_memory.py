@@ -1,6 +1,6 @@
 """A submission stays small in Redis: its job hash keeps the compact
 listpack encoding (hash-max-listpack-value in redis/redis.conf, used by
-tests/servers.py), even with the longest name the form accepts, and its
+loopback/servers.py), even with the longest name the form accepts, and its
 result, once stored, takes a small stream node."""
 
 from web.forms import NAME_MAX

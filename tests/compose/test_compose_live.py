@@ -4,8 +4,8 @@ services started with `docker compose up --wait`.
 
 No image can be pulled on these machines and containers may only use
 loopback, so (see the README's "How the Docker test works"):
-  * scripts/docker-engine runs a dockerd with no bridge network;
-  * scripts/build-stand-ins builds python, redis and postgres stand-ins from
+  * tests/docker/docker-engine runs a dockerd with no bridge network;
+  * tests/docker/build-stand-ins builds python, redis and postgres stand-ins from
     Debian packages, tagged survey-standin/*, cached between runs;
   * compose.yml runs with tests/compose/compose.host.yml on top: host
     networking for every service, servers on 127.0.0.1 at free ports.
@@ -48,7 +48,7 @@ def run(*cmd, env=None, timeout=COMMAND_TIMEOUT):
 @pytest.fixture(scope="module")
 def docker_host():
     """Our dockerd: started here unless one already runs, and then stopped here too."""
-    engine = str(ROOT / "scripts" / "docker-engine")
+    engine = str(ROOT / "tests" / "docker" / "docker-engine")
     already_running = run(engine, "status").returncode == 0
     started = run(engine, "start", timeout=180)
     assert started.returncode == 0, started.stderr
@@ -66,7 +66,7 @@ def docker_host():
 @pytest.fixture(scope="module")
 def stand_ins(docker_host):
     env = {**os.environ, "DOCKER_HOST": docker_host}
-    built = run(str(ROOT / "scripts" / "build-stand-ins"), env=env, timeout=STAND_IN_TIMEOUT)
+    built = run(str(ROOT / "tests" / "docker" / "build-stand-ins"), env=env, timeout=STAND_IN_TIMEOUT)
     assert built.returncode == 0, built.stderr[-5000:]
     return STAND_INS
 

@@ -18,7 +18,7 @@ import rq
 import yaml
 
 from tests.kubernetes.network import Endpoint, allowed, policy_types, selects
-from tests.kubernetes.render import containers, pod_spec
+from tests.kubernetes.tools import containers, pod_spec
 from tests.kubernetes.tools import (BASE, KUSTOMIZATIONS, checkov, find, name_of, rendered,
                                     write_manifests)
 from tests.servers import ROOT

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.kubernetes.render import render
+from tests.kubernetes.kustomize import DEPLOY
+from tests.kubernetes.kustomize import render as rendered  # noqa: F401 (the tests' name for it)
 from tests.servers import ROOT
 
-DEPLOY = ROOT / "deploy" / "kubernetes"
 BASE = DEPLOY / "base"
 # Every directory with a kustomization: the base and each overlay.
 KUSTOMIZATIONS = sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
@@ -19,8 +19,19 @@ def name_of(directory):
     return str(Path(directory).relative_to(DEPLOY))
 
 
-def rendered(directory):
-    return render(directory)
+def pod_spec(obj):
+    """The pod template's spec of a workload, or None."""
+    spec = obj.get("spec", {})
+    if obj["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec.get("template", {}).get("spec")
+
+
+def containers(obj):
+    spec = pod_spec(obj)
+    if spec is None:
+        return []
+    return spec.get("initContainers", []) + spec.get("containers", [])
 
 
 def find(objects, kind, name):
