@@ -1,6 +1,7 @@
 """The docs cannot rot quietly: the site builds with `mkdocs build --strict`
 (a link to a missing page or heading fails), every command the README's quick
-start shows is one the test suite runs, and `make docs` serves the site."""
+start shows is one the test suite runs, the auditor's password is where the
+auditor's page says, and `make docs` serves the site."""
 
 import os
 import re
@@ -10,6 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import yaml
 from markdown.extensions.toc import slugify
 
 from tests.servers import ROOT, free_port, wait_until
@@ -91,3 +93,24 @@ def test_make_docs_serves_the_site_on_the_loopback():
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_auditors_password_is_where_the_auditor_page_says():
+    """docs/auditor.md's commands read the file the migration sets the auditor's password from."""
+    page = (ROOT / "docs" / "auditor.md").read_text()
+
+    service, path = re.search(r"docker compose run --rm --no-deps -T (\S+) cat (\S+)", page).groups()
+    compose = yaml.safe_load((ROOT / "compose.yml").read_text())["services"][service]
+    assert compose["environment"]["AUDITOR_DATABASE_PASSWORD_FILE"] == path
+    assert any(volume.startswith("migrate-secrets:" + os.path.dirname(path)) for volume in compose["volumes"])
+
+    namespace, secret, key = re.search(
+        r"kubectl -n (\S+) get secret (\S+) -o jsonpath='\{\.data\.(\w+)\}'", page).groups()
+    base = ROOT / "deploy" / "kubernetes" / "base"
+    assert yaml.safe_load((base / "kustomization.yaml").read_text())["namespace"] == namespace
+    job = yaml.safe_load((base / "migrate.yaml").read_text())["spec"]["template"]["spec"]
+    (volume,) = [v["name"] for v in job["volumes"] if v.get("secret", {}).get("secretName") == secret]
+    (container,) = job["containers"]
+    (mount,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == volume]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AUDITOR_DATABASE_PASSWORD_FILE"] == f"{mount}/{key}"
