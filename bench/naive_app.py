@@ -24,7 +24,6 @@ import psycopg2
 from flask import abort, current_app, redirect, render_template, url_for
 
 import web
-from web.forms import SurveyForm
 from worker.jobs import INSERT_SUBMISSION
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class Writer:
 
 def _accepted_form():
     """The validated form, or the 422 page the web answers for an invalid one."""
-    form = SurveyForm()
+    form = current_app.extensions["survey_form"]()  # this app's survey's form (web/forms.py)
     if not form.validate():
         return None, (render_template("form.html", form=form), 422)
     return form, None

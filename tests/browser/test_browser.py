@@ -69,6 +69,32 @@ def test_fill_and_submit_with_the_mouse(open_page):
     expect(page.locator("#submission-id")).to_have_text(submission_id(page))
 
 
+def test_the_honeypot_is_hidden_from_people(open_page):
+    """HONEYPOT_FIELD (default `website`) is in the form for robots only: no
+    box, no tab stop (the test below walks the tab order), nothing a screen
+    reader announces, nothing the browser fills in; axe passes with it."""
+    page = open_page()
+    trap = page.locator("form input[name=website]")
+    expect(trap).to_have_count(1)
+    expect(trap).to_be_hidden()
+    expect(page.get_by_text("Leave this empty")).to_be_hidden()
+    assert trap.get_attribute("autocomplete") == "off" and trap.get_attribute("tabindex") == "-1"
+    # The accessibility tree a screen reader reads: the questions, not the trap.
+    tree = page.locator("form").aria_snapshot()
+    assert "Your cat's name" in tree and "Leave this empty" not in tree and "website" not in tree
+    assert axe_violations(page) == []
+
+
+def test_choices_show_the_survey_files_pictures(open_page):
+    page = open_page()
+    pictures = page.locator("form label img.swatch")
+    expect(pictures).to_have_count(16)
+    # Each one loaded (an SVG from /survey/pictures/...) and is decoration: the label's words carry it.
+    loaded = pictures.evaluate_all("imgs => imgs.map(i => [i.complete && i.naturalWidth > 0, i.alt])")
+    assert loaded == [[True, ""]] * 16
+    expect(page.get_by_role("radio", name="Tortoiseshell")).to_have_count(1)
+
+
 def test_keyboard_only_tab_order_and_enter_submits(open_page):
     page = open_page()
     name = cat_name("Mochi")

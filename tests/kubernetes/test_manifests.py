@@ -265,7 +265,7 @@ def resolve_secret_files(obj, container, env, tmp_path):
     volumes = {v["name"]: v for v in pod_spec(obj)["volumes"]}
     created = documented_secrets()
     for name, path in list(env.items()):
-        if not name.endswith("_FILE") or name == "WORKER_NAME_FILE":
+        if not name.endswith("_FILE") or name in ("WORKER_NAME_FILE", "SURVEY_FILE"):
             continue
         (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
         secret = volumes[mount["name"]]["secret"]["secretName"]
@@ -275,6 +275,27 @@ def resolve_secret_files(obj, container, env, tmp_path):
         stand_in.write_text(f"from-{key}\n")
         env[name] = str(stand_in)
     return env
+
+
+def survey_mount(objects, obj, container):
+    """Where SURVEY_FILE points in the pod: (the mount, its ConfigMap, the key)."""
+    path = env_of(objects, container)["SURVEY_FILE"]
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    volume = {v["name"]: v for v in pod_spec(obj)["volumes"]}[mount["name"]]
+    # The whole ConfigMap, as a directory: the pictures sit next to the file.
+    assert "subPath" not in mount and "items" not in volume["configMap"], mount
+    return mount, find(objects, "ConfigMap", volume["configMap"]["name"]), path[len(mount["mountPath"]) + 1:]
+
+
+def unpack_survey(objects, obj, container, tmp_path):
+    """The survey's ConfigMap written out as the kubelet mounts it; the path
+    SURVEY_FILE names there."""
+    _, config_map, key = survey_mount(objects, obj, container)
+    directory = tmp_path / config_map["metadata"]["name"]
+    directory.mkdir(exist_ok=True)
+    for name, text in config_map["data"].items():
+        (directory / name).write_text(text)
+    return directory / key
 
 
 # Names the web reads in gunicorn.conf.py today, and in web/config.py once the
@@ -307,7 +328,10 @@ def test_every_variable_set_is_read_and_every_needed_one_is_set(objects, tmp_pat
     for (kind, name), readers in services.items():
         obj = find(objects, kind, name)
         (container,) = containers(obj)
-        env = RecordingEnv(resolve_secret_files(obj, container, env_of(objects, container), tmp_path))
+        env = resolve_secret_files(obj, container, env_of(objects, container), tmp_path)
+        if "SURVEY_FILE" in env:
+            env["SURVEY_FILE"] = str(unpack_survey(objects, obj, container, tmp_path))
+        env = RecordingEnv(env)
         settings = {}
         for read in readers:
             result = read(env)
@@ -334,6 +358,33 @@ def test_every_variable_set_is_read_and_every_needed_one_is_set(objects, tmp_pat
             assert settings["metrics_port"] == 2155
         if name == "survey-migrate":
             assert "password=from-db_password" in settings["migrate_url"]
+
+
+def test_web_and_worker_read_the_survey_from_its_config_map(objects, tmp_path):
+    import survey
+
+    default = survey.DEFAULT_FILE
+    config_maps = set()
+    for name in ("survey-web", "survey-worker"):
+        obj = find(objects, "Deployment", name)
+        (container,) = containers(obj)
+        mount, config_map, key = survey_mount(objects, obj, container)
+        assert mount["readOnly"] is True
+        config_maps.add(config_map["metadata"]["name"])
+        # The repository's survey, byte for byte, generated from survey/.
+        assert config_map["data"][key].encode() == default.read_bytes()
+        path = unpack_survey(objects, obj, container, tmp_path)
+        check = subprocess.run([sys.executable, "-m", "survey", "check", str(path)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0 and ": ok: " in check.stdout, check.stderr
+        # The file and exactly the pictures it names, each as survey/ has it.
+        pictures = {c.picture.name for q in ("coat", "donut") for c in getattr(survey.load(path), q).choices
+                    if c.picture}
+        assert set(config_map["data"]) == {key} | pictures
+        for picture in pictures:
+            assert config_map["data"][picture].encode() == (default.parent / picture).read_bytes()
+    (config_map,) = config_maps
+    assert config_map.startswith("survey-"), "kustomize's hash of the content: a changed survey rolls the pods"
 
 
 def test_each_pod_gets_only_its_own_secret(base):
