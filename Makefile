@@ -1,5 +1,5 @@
 # The commands of the README.
-.PHONY: run test test-fast bench
+.PHONY: run test test-fast bench docs
 
 # The whole pipeline without Docker: PostgreSQL, Redis, the worker and the web.
 run:
@@ -24,3 +24,10 @@ test-fast:
 bench:
 	scripts/bootstrap bench
 	.venv/bin/python -m bench $(BENCH_ARGS)
+
+# The docs (docs/, mkdocs.yml) as a site on http://127.0.0.1:8000/, rebuilt as
+# you edit them; `make test` builds them with --strict. Another port: DOCS_PORT=8001.
+DOCS_PORT ?= 8000
+docs:
+	scripts/bootstrap docs
+	.venv/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)

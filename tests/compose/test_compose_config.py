@@ -57,7 +57,7 @@ def test_only_the_proxy_is_published(config):
 def test_the_proxy_is_published_on_the_tutorial_port(config):
     (port,) = config["services"]["proxy"]["ports"]
     assert port["published"] == "2154"
-    # Where the README opens it; WEB_BIND=0.0.0.0 is the user's choice to make.
+    # Where the quick start opens it; WEB_BIND=0.0.0.0 is the user's choice to make.
     assert port["host_ip"] == "127.0.0.1"
     # The image's nginx listens there (proxy/Dockerfile: HOST=0.0.0.0, PORT=2154).
     assert port["target"] == 2154
@@ -174,7 +174,7 @@ def test_the_webs_database_connections_fit_in_postgresql(config):
     (100, the default: compose.yml does not change it)."""
     web = config["services"]["web"]["environment"]
     processes, pool = int(web["WEB_CONCURRENCY"]), int(web["WEB_DB_POOL_SIZE"])
-    # Three workers (the README's --scale example), one connection each, and
+    # Three workers (docs/docker.md's --scale example), one connection each, and
     # an auditor's export or two on connections of their own.
     needed = processes * pool + 3 + 2
     assert needed <= 100 // 2, f"{needed} connections at once"

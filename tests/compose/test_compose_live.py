@@ -3,7 +3,7 @@ from the Dockerfiles on local stand-ins for the official bases, and the four
 services started with `docker compose up --wait`.
 
 No image can be pulled on these machines and containers may only use
-loopback, so (see the README's "How the Docker test works"):
+loopback, so (see docs/testing.md, "The Docker stack's tests"):
   * tests/docker/docker-engine runs a dockerd with no bridge network;
   * tests/docker/build-stand-ins builds python, redis and postgres stand-ins from
     Debian packages, tagged survey-standin/*, cached between runs;
@@ -128,7 +128,7 @@ class Stack:
         return [line.split("|") for line in out.splitlines() if line]
 
     def rq_info(self):
-        return self.compose("exec", "-T", "worker", "rq", "info").stdout  # RQ_REDIS_URL, as the README has it
+        return self.compose("exec", "-T", "worker", "rq", "info").stdout  # RQ_REDIS_URL, as docs/operator.md has it
 
     def stored(self, submission_id):
         return self.psql(f"SELECT name, coat, donut FROM cats WHERE submission_id = '{submission_id}'")
@@ -268,7 +268,7 @@ def test_each_service_connects_as_its_least_privileged_role(stack, submission):
                           " WHERE application_name IN ('survey-web', 'survey-worker') ORDER BY 1")
     assert ["survey-worker", "survey_worker"] in sessions, sessions
     assert all(user != "survey" for _, user in sessions), sessions
-    # The auditor reads the rows from the database's container, as the README says.
+    # The auditor reads the rows from the database's container, as docs/auditor.md says.
     out = stack.compose("exec", "-T", "db", "psql", "-U", "auditor", "survey", "--no-psqlrc", "-At",
                         "-c", "select count(*) from cats").stdout
     assert int(out.strip()) >= 1

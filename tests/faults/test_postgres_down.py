@@ -51,7 +51,7 @@ def test_exhausted_retries_wait_in_the_failed_registry_until_requeued(
             assert "Connection refused" in result.exc_string or "connection" in result.exc_string
     assert stored_ids() == []
 
-    # The operator's command from the README.
+    # The operator's command from docs/reliability.md's fault table.
     cli = subprocess.run(
         [f"{sys.prefix}/bin/rq", "requeue", "--all", "--queue", "submissions", "-S", "json", "-u", env["REDIS_URL"]],
         capture_output=True, text=True, timeout=60)

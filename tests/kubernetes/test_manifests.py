@@ -120,7 +120,7 @@ def test_no_secret_is_committed(objects):
 
 
 def test_every_object_has_a_namespace(objects):
-    # Not "default", and the secrets the README creates go to the same one.
+    # Not "default", and the secrets docs/kubernetes.md creates go to the same one.
     assert {obj["metadata"].get("namespace") for obj in objects} == {"cat-survey"}
 
 
@@ -239,11 +239,11 @@ class RecordingEnv(dict):
         return super().__contains__(key)
 
 
-def readme_secrets():
-    """{secret: {key}} from the README's `kubectl create secret generic` commands."""
-    readme = (ROOT / "README.md").read_text()
+def documented_secrets():
+    """{secret: {key}} from docs/kubernetes.md's `kubectl create secret generic` commands."""
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
     secrets = {}
-    for command in re.findall(r"kubectl (?:-n \S+ )?create secret generic (?:[^\n]*\\\n)*[^\n]*", readme):
+    for command in re.findall(r"kubectl (?:-n \S+ )?create secret generic (?:[^\n]*\\\n)*[^\n]*", page):
         words = shlex.split(command.replace("\\\n", " "))
         name = words[words.index("generic") + 1]
         keys = {}
@@ -260,17 +260,17 @@ def readme_secrets():
 
 
 def resolve_secret_files(obj, container, env, tmp_path):
-    """Each *_FILE points into a mounted Secret's key that the README creates;
+    """Each *_FILE points into a mounted Secret's key that docs/kubernetes.md creates;
     the test puts a stand-in file there."""
     volumes = {v["name"]: v for v in pod_spec(obj)["volumes"]}
-    created = readme_secrets()
+    created = documented_secrets()
     for name, path in list(env.items()):
         if not name.endswith("_FILE") or name in ("WORKER_NAME_FILE", "SURVEY_FILE"):
             continue
         (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
         secret = volumes[mount["name"]]["secret"]["secretName"]
         key = path[len(mount["mountPath"]) + 1:]
-        assert key in created.get(secret, ()), f"{name}: the README makes no key {key} in Secret {secret}"
+        assert key in created.get(secret, ()), f"{name}: docs/kubernetes.md makes no key {key} in Secret {secret}"
         stand_in = tmp_path / f"{secret}-{key}"
         stand_in.write_text(f"from-{key}\n")
         env[name] = str(stand_in)
@@ -394,7 +394,7 @@ def test_each_pod_gets_only_its_own_secret(base):
     names = {name: [v["secret"]["secretName"] for v in volumes if "secret" in v] for name, volumes in secrets.items()}
     assert names == {"survey-web": ["survey-web"], "survey-worker": ["survey-worker"],
                      "survey-migrate": ["survey-migrate"]}
-    created = readme_secrets()
+    created = documented_secrets()
     assert created["survey-web"] == {"web_db_password", "secret_key"}
     assert created["survey-worker"] == {"worker_db_password"}
     assert created["survey-migrate"] == {"db_password", "worker_db_password", "web_db_password",

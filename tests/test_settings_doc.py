@@ -1,6 +1,6 @@
-"""The README's settings table lists exactly the variables the code reads
-(issue 13): web/config.py and worker/config.py for the services, and the
-runner's scripts for what only `make run` reads."""
+"""The settings table (docs/running-locally.md, "Settings") lists exactly the
+variables the code reads (issue 13): web/config.py and worker/config.py for
+the services, and the runner's scripts for what only `make run` reads."""
 
 import ast
 import re
@@ -53,9 +53,13 @@ def read_by_runner():
     return names
 
 
-def readme_settings():
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("Settings (environment variables):", 1)[1].split("\n\n", 2)[1]
+SETTINGS_PAGE = ROOT / "docs" / "running-locally.md"
+
+
+def documented_settings():
+    """The names in the first column of the first table under "## Settings"."""
+    section = SETTINGS_PAGE.read_text().split("\n## Settings\n", 1)[1]
+    table = next(block for block in section.split("\n\n") if block.startswith("| variable |"))
     names = set()
     for row in table.splitlines()[2:]:
         first_cell = row.split("|")[1]
@@ -66,12 +70,12 @@ def readme_settings():
     return names
 
 
-def test_readme_settings_table_is_what_the_code_reads():
+def test_settings_table_is_what_the_code_reads():
     code = set().union(*(read_by_config(path) for path in CONFIGS))
     runner = read_by_runner()
-    documented = readme_settings()
-    assert sorted(code - documented) == [], "read but not in the README's table"
-    assert sorted(documented - code - runner) == [], "in the README's table but read by nothing"
+    documented = documented_settings()
+    assert sorted(code - documented) == [], "read but not in the settings table"
+    assert sorted(documented - code - runner) == [], "in the settings table but read by nothing"
 
 
 def test_the_parsers_find_what_they_should():
@@ -81,4 +85,4 @@ def test_the_parsers_find_what_they_should():
     assert {"REDIS_URL", "SECRET_KEY", "SECRET_KEY_FILE", "WEB_DATABASE_URL", "JOB_TIMEOUT"} <= web
     assert {"WORKER_TTL", "AUDITOR_DATABASE_PASSWORD_FILE", "WORKER_METRICS_PORT"} <= worker
     assert {"DATA_DIR", "DB_PORT", "REDIS_PORT"} <= read_by_runner()
-    assert {"PORT", "QUEUE_NAME", "WEB_DATABASE_PASSWORD_FILE", "SECRET_KEY_FILE"} <= readme_settings()
+    assert {"PORT", "QUEUE_NAME", "WEB_DATABASE_PASSWORD_FILE", "SECRET_KEY_FILE"} <= documented_settings()
