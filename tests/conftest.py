@@ -1,4 +1,5 @@
 import re
+import zlib
 
 import psycopg2
 import pytest
@@ -95,6 +96,41 @@ def run_worker(env, redis):
         config = WorkerConfig.from_env(env)
         return build_worker(config, redis).work(burst=True, with_scheduler=False)
     return run
+
+
+def redis_holding(redis, text, whole=False):
+    """Every key whose name or value holds `text` (a cat's name); whole=True:
+    whose last name part or one of whose elements is `text` (a job id, not
+    the erase job's id that contains it)."""
+    readers = {
+        b"string": lambda k: [redis.get(k)],
+        b"hash": lambda k: [b for pair in redis.hgetall(k).items() for b in pair],
+        b"list": lambda k: redis.lrange(k, 0, -1),
+        b"set": lambda k: list(redis.smembers(k)),
+        b"zset": lambda k: redis.zrange(k, 0, -1),
+        b"stream": lambda k: [b for _, fields in redis.xrange(k) for pair in fields.items() for b in pair],
+    }
+    needle = text.encode()
+
+    def holds(value):
+        try:
+            value = zlib.decompress(value)  # RQ compresses a job's data, its arguments
+        except zlib.error:
+            pass
+        return value == needle if whole else needle in value
+    return sorted(key.decode() for key in redis.scan_iter(count=1000)
+                  if holds(key.split(b":")[-1] if whole else key)
+                  or any(holds(v or b"") for v in readers.get(redis.type(key), lambda k: [])(key)))
+
+
+def store_job_gone(redis, sid, name):
+    """An erased submission's store job left Redis: no job hash, no queue or
+    registry entry, no result (the id is left only in the set counting the
+    answers accepted), and its answers, by the cat's `name`, are nowhere."""
+    assert not redis.exists(f"rq:job:{sid}")
+    assert set(redis_holding(redis, sid, whole=True)) <= {"survey:accepted:submissions"}
+    assert redis_holding(redis, name) == []
+    return True
 
 
 FIELD = re.compile(r'name="(csrf_token|submission_id|form_started)" type="hidden" value="([^"]*)"')

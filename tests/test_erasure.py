@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import psycopg2
 import pytest
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from tests.conftest import hidden_fields
+from tests.conftest import hidden_fields, redis_holding, store_job_gone
 from worker import jobs
 
 
@@ -34,8 +34,11 @@ def owner(env):
         conn.close()
 
 
+QUEUE = "submissions"
+
+
 def queue(redis):
-    return Queue("submissions", connection=redis, serializer=JSONSerializer)
+    return Queue(QUEUE, connection=redis, serializer=JSONSerializer)
 
 
 def tombstones(conn):
@@ -64,27 +67,27 @@ def wait_for(predicate, timeout=10):
         time.sleep(0.05)
 
 
-def test_erase_leaves_a_tombstone_and_no_answer(env, owner, rows):
+def test_erase_leaves_a_tombstone_and_no_answer(env, owner, redis, rows):
     sub = submission()
     jobs.store_submission(sub)
-    assert jobs.erase_submission(sub["id"]) == {"erased": True}
+    assert jobs.erase_submission(sub["id"], redis) == {"erased": True}
     assert rows() == []
     conn = owner()
     assert tombstones(conn) == [sub["id"]]
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM erasures")
         assert [c.name for c in cur.description] == ["submission_id", "erased_at"]  # no answers
-    assert jobs.erase_submission(sub["id"]) == {"erased": False}  # again: nothing more
+    assert jobs.erase_submission(sub["id"], redis) == {"erased": False}  # again: nothing more
     assert tombstones(conn) == [sub["id"]]
 
 
-def test_a_store_after_the_erase_stores_nothing(env, rows):
+def test_a_store_after_the_erase_stores_nothing(env, redis, rows):
     """The erase arrived while the store was queued, or the store was re-delivered."""
     first, second = submission(), submission()
-    jobs.erase_submission(first["id"])
+    jobs.erase_submission(first["id"], redis)
     assert jobs.store_submission(first) == {"inserted": False}
     jobs.store_submission(second)
-    jobs.erase_submission(second["id"])
+    jobs.erase_submission(second["id"], redis)
     # The batched insert obeys the tombstones too.
     assert jobs.store_submissions([first, second]) == [{"inserted": False}] * 2
     assert rows() == []
@@ -107,11 +110,11 @@ def interleave(owner, first, params, second):
     return result["value"], watcher
 
 
-def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, rows):
+def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, redis, rows):
     """The store's insert is not committed when the erase starts: the erase
     waits for it, then deletes the row it committed."""
     sub = submission()
-    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: jobs.erase_submission(sub["id"]))
+    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: jobs.erase_submission(sub["id"], redis))
     assert erased == {"erased": True}
     assert rows() == []
     assert tombstones(watcher) == [sub["id"]]
@@ -178,17 +181,62 @@ def test_erase_from_the_receipt_travels_through_the_queue(client, post_form, fre
 def test_an_erase_queued_behind_its_store_leaves_no_row(client, post_form, fresh_form, redis, run_worker, rows):
     hidden = fresh_form()
     sid = hidden["submission_id"]
-    assert post_form(hidden).status_code == 303
+    assert post_form(hidden, name="Erasmus Whiskerton").status_code == 303
     assert erase_from_receipt(client, sid).status_code == 303  # the store is still queued
     assert queue(redis).job_ids == [sid, f"erase-{sid}"]
     run_worker()
     assert rows() == []
     assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
-    # The store job re-delivered later (after its result expired) brings nothing back.
-    Job.fetch(sid, connection=redis, serializer=JSONSerializer).delete()
-    assert post_form(hidden).status_code == 303
+    # The finished store job, answers and all, went with the erase, not after JOB_RESULT_TTL.
+    assert store_job_gone(redis, sid, "Erasmus Whiskerton")
+    # The store job re-delivered later brings nothing back.
+    assert post_form(hidden, name="Erasmus Whiskerton").status_code == 303
     run_worker()
     assert rows() == []
+
+
+def test_an_erase_deletes_the_store_job_still_queued(app, client, post_form, fresh_form, redis, run_worker, rows):
+    """The erase runs before the store (another worker took it first)."""
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden, name="Queued Quentin").status_code == 303
+    assert redis_holding(redis, "Queued Quentin") == [f"rq:job:{sid}"]  # the check can see it
+    assert jobs.erase_submission(sid, redis) == {"erased": False}
+    assert queue(redis).job_ids == [] and app.extensions["submission_queue"].depth() == 0
+    assert store_job_gone(redis, sid, "Queued Quentin")
+    run_worker()
+    assert rows() == []
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
+
+
+def test_an_erase_deletes_the_store_job_that_failed_for_good(app, client, owner, redis, run_worker, rows):
+    """A row PostgreSQL refuses fails at once, into RQ's failed registry for
+    JOB_FAILURE_TTL (30 days), answers and the refusal's message included."""
+    refused = submission(name="Refused Rufus " + "x" * 50)  # longer than the table's CHECK allows
+    sid = refused["id"]
+    assert app.extensions["submission_queue"].enqueue(refused)
+    run_worker()
+    assert queue(redis).failed_job_registry.get_job_ids() == [sid]
+    assert redis_holding(redis, "Refused Rufus")  # the check can see them
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "failed"
+    assert erase_from_receipt(client, sid).status_code == 303
+    run_worker()
+    assert rows() == [] and tombstones(owner()) == [sid]
+    assert queue(redis).failed_job_registry.count == 0
+    assert store_job_gone(redis, sid, "Refused Rufus")
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
+
+
+def test_an_erase_leaves_a_running_store_job_alone(app, owner, redis, rows):
+    """Its worker would not notice the delete; the tombstone stops it storing."""
+    sub = submission(name="Running Rita")
+    assert app.extensions["submission_queue"].enqueue(sub)
+    job = Job.fetch(sub["id"], connection=redis, serializer=JSONSerializer)
+    job.set_status(JobStatus.STARTED)
+    assert jobs.erase_submission(sub["id"], redis) == {"erased": False}
+    assert job.get_status(refresh=True) == JobStatus.STARTED
+    assert jobs.store_submission(job.kwargs["submission"]) == {"inserted": False}
+    assert rows() == [] and tombstones(owner()) == [sub["id"]]
 
 
 def test_erasing_an_unknown_submission_is_not_found(client, fresh_form):
@@ -227,15 +275,17 @@ def test_retention_days_must_be_a_positive_number(env):
     assert Config.from_env({}).retention_days is None
 
 
-def test_the_auditor_erases_by_id_with_the_command(env, owner, rows, capsys):
+def test_the_auditor_erases_by_id_with_the_command(app, env, owner, redis, rows, capsys):
     from worker.erase import main
-    stored, never = submission(), submission()
+    stored, never = submission(), submission(name="Queued Quincy")
     jobs.store_submission(stored)
+    assert app.extensions["submission_queue"].enqueue(never)  # its store still queued
     assert main([stored["id"], never["id"]]) == 0
     out = capsys.readouterr().out
     assert f"{stored['id']} erased" in out and f"{never['id']}: no stored answer" in out
     assert rows() == []
     assert tombstones(owner()) == sorted([stored["id"], never["id"]])
+    assert queue(redis).job_ids == [] and store_job_gone(redis, never["id"], "Queued Quincy")
     assert jobs.store_submission(never) == {"inserted": False}
 
 

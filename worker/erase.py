@@ -3,7 +3,9 @@
 Runs the worker's own erase job at once, with the worker's database role
 (WORKER_DATABASE_URL): the auditor's role still cannot delete, and the erase
 is the same one the receipt's button queues, tombstone included, so a store
-of that id still queued or re-delivered later stores nothing.  Run it where
+of that id still queued or re-delivered later stores nothing, and its
+store job, answers included, is deleted from Redis (REDIS_URL) unless a
+worker is running it.  Run it where
 the worker runs (docker compose exec worker ..., kubectl exec deploy/survey-worker ...)."""
 
 import argparse
@@ -11,6 +13,7 @@ import sys
 import uuid
 
 import psycopg2
+import redis
 
 from . import db, jobs
 from .config import Config
@@ -22,15 +25,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = Config.from_env()
     db.configure(config.database_url, config.db_timeout)
+    connection = redis.Redis.from_url(config.redis_url)
     try:
         for sid in args.ids:
-            erased = jobs.erase_submission(str(sid))["erased"]
+            erased = jobs.erase_submission(str(sid), connection)["erased"]
             print(f"{sid} erased" if erased else f"{sid}: no stored answer; tombstone kept, it will never be stored")
-    except psycopg2.Error as exc:
+    except (psycopg2.Error, redis.RedisError) as exc:
+        # Run it again: the erase is idempotent, and a tombstone already written stays.
         print(f"could not erase: {exc}", file=sys.stderr)
         return 1
     finally:
         db.discard()
+        connection.close()
     return 0
 
 

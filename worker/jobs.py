@@ -8,10 +8,12 @@ import time
 import uuid
 
 import psycopg2
+from rq import get_current_job
 
 import submission as payload
 
 from . import db, metrics
+from .forget import forget_store_job
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +99,19 @@ def _stored(submission, delay):
     return {"inserted": inserted}
 
 
-def erase_submission(submission_id):
-    """Erase one submission, leaving its tombstone; idempotent, so a re-run
-    (a retry, a worker killed mid-erase) changes nothing more."""
+def erase_submission(submission_id, connection=None):
+    """Erase one submission, leaving its tombstone, then its store job from
+    Redis (`connection`, by default the running job's); idempotent, so a
+    re-run (a retry, a worker killed mid-erase) changes nothing more."""
     submission_id = str(uuid.UUID(submission_id))
     deleted = _execute(ERASE, {"ids": [submission_id]})[0][0]
+    # After the tombstone's COMMIT: from then on no delivery of the store can
+    # store, so whatever is left of its job in Redis is only a copy to delete.
+    forgotten = forget_store_job(connection or get_current_job().connection, submission_id)
     metrics.JOBS.labels(outcome="erase").inc()
     metrics.ERASED.labels(reason="request").inc(deleted)
-    log.info("submission %s erased%s", submission_id, "" if deleted else " (no stored row)",
-             extra={"submission_id": submission_id})
+    log.info("submission %s erased%s%s", submission_id, "" if deleted else " (no stored row)",
+             ", its store job deleted from the queue" if forgotten else "", extra={"submission_id": submission_id})
     return {"erased": bool(deleted)}
 
 

@@ -1,15 +1,17 @@
 """Erasure against the real worker process: an erase queued behind its
-store while the worker is paused, and a worker SIGKILLed mid-erase.  Nothing
+store while the worker is paused, or while the store waits for its retry,
+and a worker SIGKILLed mid-erase.  Nothing
 lost, doubled, or brought back (the accounted fixture)."""
 
 import signal
 import time
 
 import psycopg2
+from rq import Retry
 from rq.job import JobStatus
 
-from tests.conftest import hidden_fields
-from tests.faults.conftest import queue
+from tests.conftest import hidden_fields, store_job_gone
+from tests.faults.conftest import postgres_down, queue
 from tests.servers import wait_until
 
 JOB_TIMEOUT = 10  # the abandoned erase is recovered JOB_TIMEOUT + 60 s after it started
@@ -31,7 +33,7 @@ def test_an_erase_racing_its_queued_store_while_the_worker_is_paused(
     worker.signal(signal.SIGSTOP)
     try:
         erased, kept = fresh_form(), fresh_form()
-        assert post_form(erased).status_code == 303 and post_form(kept).status_code == 303
+        assert post_form(erased, name="Erased Ernie").status_code == 303 and post_form(kept).status_code == 303
         sid = erased["submission_id"]
         html = client.get(f"/submissions/{sid}").get_data(as_text=True)
         for _ in range(2):  # a double click
@@ -46,10 +48,31 @@ def test_an_erase_racing_its_queued_store_while_the_worker_is_paused(
     accounted([erased["submission_id"], kept["submission_id"]], erased=[erased["submission_id"]])
     assert client.get(f"/submissions/{erased['submission_id']}.json").get_json()["state"] == "erased"
 
-    # The store job delivered again later brings nothing back.
-    queue(redis).enqueue_job(queue(redis).fetch_job(erased["submission_id"]))
+    # Its store job went with the erase; delivered again later, it brings nothing back.
+    assert store_job_gone(redis, erased["submission_id"], "Erased Ernie")
+    assert post_form(erased, name="Erased Ernie").status_code == 303
     wait_until(lambda: worker.log().count("already stored") >= 1, 30, "the re-delivered store")
     accounted([erased["submission_id"], kept["submission_id"]], erased=[erased["submission_id"]])
+
+
+def test_an_erase_while_the_store_waits_for_its_retry(
+        app, client, pg_server, start_worker, post_form, fresh_form, redis, accounted):
+    # One retry, long enough that the store is certain to be still waiting for it when the erase runs.
+    app.extensions["submission_queue"].retry = Retry(max=3, interval=[20])
+    worker = start_worker()
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    scheduled = queue(redis).scheduled_job_registry
+    with postgres_down(pg_server):
+        assert post_form(hidden, name="Retrying Roxanne").status_code == 303
+        wait_until(lambda: sid in scheduled.get_job_ids(), 30, "the store's retry to be scheduled")
+        assert "OperationalError" in worker.log()
+    assert erase_from_receipt(client, sid).status_code == 303
+    assert sid in scheduled.get_job_ids()  # queued while the store still waits
+    wait_until(lambda: finished(redis, f"erase-{sid}"), 60, "the erase")
+    accounted([sid], erased=[sid])
+    assert sid not in scheduled.get_job_ids() and store_job_gone(redis, sid, "Retrying Roxanne")
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
 
 
 def test_a_worker_killed_mid_erase_leaves_the_erase_to_be_finished(
