@@ -11,6 +11,7 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from tests.conftest import store_job_gone
 from tests.servers import free_port
 from worker import db, failures, jobs, metrics
 from worker.__main__ import build_worker
@@ -261,3 +262,24 @@ def test_a_job_cancelled_or_deleted_after_it_was_taken_does_not_run(app, env, re
     assert not redis.exists(f"rq:job:{deleted}")  # not re-created by the start
     assert not redis.lrange(queue.intermediate_queue_key, 0, -1)
     assert queue.started_job_registry.count == 0
+
+
+class ErasesBeforeTheStart(BatchWorker):
+    """Between taking the ids and starting them, the erase of one runs (on another worker)."""
+
+    def _start(self, job, ids, queue):
+        jobs.erase_submission(ids[1], self.connection)
+        return super()._start(job, ids, queue)
+
+
+def test_a_store_erased_after_it_was_taken_does_not_run(app, env, redis, rows):
+    names = [f"Cat {i}" for i in range(JOBS)]
+    names[2] = "Taken Tabitha"  # ids[0] was RQ's own dequeue; the hook erases the second one taken
+    ids = enqueue(app, *[submission(name=name) for name in names])
+    ErasesBeforeTheStart([submissions_queue(redis)], connection=redis, serializer=JSONSerializer).work(
+        burst=True, with_scheduler=False)
+    queue = submissions_queue(redis)
+    assert sorted(r["submission_id"] for r in rows()) == sorted(set(ids) - {ids[2]})
+    assert store_job_gone(redis, ids[2], "Taken Tabitha")  # not re-created by the start
+    assert not redis.lrange(queue.intermediate_queue_key, 0, -1)
+    assert queue.started_job_registry.count == 0 and queue.finished_job_registry.count == JOBS - 1
