@@ -129,19 +129,24 @@ def test_a_store_arriving_while_an_erase_is_in_flight_stores_nothing(env, owner,
     assert rows() == []
 
 
-def test_retention_erases_only_answers_older_than_its_days(env, owner, rows):
+def as_job(redis, func, **kwargs):
+    """func(**kwargs) run as RQ runs it, inside its job (its Redis connection at hand)."""
+    return Job.create(func, kwargs=kwargs, connection=redis, serializer=JSONSerializer).perform()
+
+
+def test_retention_erases_only_answers_older_than_its_days(env, owner, redis, rows):
     old, recent = [submission() for _ in range(3)], submission()
     jobs.store_submissions(old + [recent])
     conn = owner()
     with conn, conn.cursor() as cur:
         cur.execute("UPDATE cats SET stored_at = now() - interval '31 days', submitted_at = now() - interval '31 days' "
                     "WHERE submission_id = ANY (%s::uuid[])", ([s["id"] for s in old],))
-    assert jobs.erase_expired(30) == {"erased": 3}
+    assert as_job(redis, jobs.erase_expired, days=30) == {"erased": 3}
     assert [r["submission_id"] for r in rows()] == [recent["id"]]
     assert tombstones(conn) == sorted(s["id"] for s in old)
     # Re-delivered, the old store jobs bring nothing back.
     assert jobs.store_submissions(old) == [{"inserted": False}] * 3
-    assert jobs.erase_expired(30) == {"erased": 0}
+    assert as_job(redis, jobs.erase_expired, days=30) == {"erased": 0}
     assert len(rows()) == 1
 
 
@@ -250,13 +255,16 @@ def backdate(conn, ids, days):
                     "WHERE submission_id = ANY (%s::uuid[])", (days, ids))
 
 
-def test_retention_runs_on_rq_cron_and_the_worker_erases(env, owner, redis, run_worker, rows):
+def test_retention_runs_on_rq_cron_and_the_worker_erases(app, env, owner, redis, run_worker, rows):
     """RQ's cron scheduler enqueues the retention job in a form the (JSON) worker runs."""
     from worker.config import Config
     from worker.retention import scheduler
 
-    old, recent = submission(), submission()
-    jobs.store_submissions([old, recent])
+    old, recent = submission(name="Old Oswald"), submission()
+    assert app.extensions["submission_queue"].enqueue(old)
+    run_worker()  # its finished store job kept for JOB_RESULT_TTL, answers included
+    assert redis_holding(redis, "Old Oswald") == [f"rq:job:{old['id']}"]
+    jobs.store_submissions([recent])
     backdate(owner(), [old["id"]], 8)
     cron = scheduler(Config.from_env({**env, "RETENTION_DAYS": "7"}), redis)
     assert [job.kwargs for job in cron.enqueue_jobs()] == [{"days": 7}]  # due at start
@@ -264,6 +272,7 @@ def test_retention_runs_on_rq_cron_and_the_worker_erases(env, owner, redis, run_
     run_worker()
     assert [r["submission_id"] for r in rows()] == [recent["id"]]
     assert tombstones(owner()) == [old["id"]]
+    assert store_job_gone(redis, old["id"], "Old Oswald")
     assert scheduler(Config.from_env(env), redis).enqueue_jobs() == []  # unset: keep forever
 
 

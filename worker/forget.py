@@ -39,3 +39,14 @@ def forget_store_job(connection, submission_id):
                 continue
             except NoSuchJobError:
                 return False
+
+
+def forget_store_jobs(connection, submission_ids):
+    """forget_store_job for many; return how many were deleted.  Most have
+    no job left (a finished one expires after JOB_RESULT_TTL): one round
+    trip finds those that do."""
+    with connection.pipeline(transaction=False) as pipe:
+        for submission_id in submission_ids:
+            pipe.exists(Job.key_for(submission_id))
+        present = pipe.execute()
+    return sum(forget_store_job(connection, sid) for sid, there in zip(submission_ids, present) if there)

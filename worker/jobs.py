@@ -13,7 +13,7 @@ from rq import get_current_job
 import submission as payload
 
 from . import db, metrics
-from .forget import forget_store_job
+from .forget import forget_store_job, forget_store_jobs
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,11 @@ def erase_submission(submission_id, connection=None):
 
 
 def erase_expired(days):
-    """Erase, with tombstones, every answer stored more than `days` days ago."""
+    """Erase, with tombstones, every answer stored more than `days` days ago,
+    and what is left of their store jobs in Redis (with a JOB_RESULT_TTL of
+    days, or a job that stored its row and then failed)."""
     total = 0
+    connection = get_current_job().connection
     while True:
         ids = _execute(EXPIRED, {"days": days, "limit": EXPIRED_BATCH})[0][0]
         if not ids:
@@ -127,6 +130,8 @@ def erase_expired(days):
         except psycopg2.errors.DeadlockDetected:
             # With a batch store holding some of the same buckets (db/schema.sql): again.
             log.info("retention: deadlocked with a store; trying that batch again")
+            continue
+        forget_store_jobs(connection, ids)
     metrics.JOBS.labels(outcome="erase").inc()
     metrics.ERASED.labels(reason="retention").inc(total)
     log.info("retention: %d answers stored more than %d days ago erased", total, days)
