@@ -3,10 +3,10 @@
 Runs the worker's own erase job at once, with the worker's database role
 (WORKER_DATABASE_URL): the auditor's role still cannot delete, and the erase
 is the same one the receipt's button queues, tombstone included, so a store
-of that id still queued or re-delivered later stores nothing, and its
-store job, answers included, is deleted from Redis (REDIS_URL) unless a
-worker is running it.  Run it where
-the worker runs (docker compose exec worker ..., kubectl exec deploy/survey-worker ...)."""
+of that id still queued or re-delivered later stores nothing, and its store
+job, answers included, is deleted from Redis (REDIS_URL) unless a worker is
+running it.  Run it where the worker runs (docker compose exec worker ...,
+kubectl exec deploy/survey-worker ...)."""
 
 import argparse
 import sys

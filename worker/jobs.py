@@ -111,7 +111,7 @@ def erase_submission(submission_id, connection=None):
     metrics.JOBS.labels(outcome="erase").inc()
     metrics.ERASED.labels(reason="request").inc(deleted)
     log.info("submission %s erased%s%s", submission_id, "" if deleted else " (no stored row)",
-             ", its store job deleted from the queue" if forgotten else "", extra={"submission_id": submission_id})
+             ", its store job deleted from Redis" if forgotten else "", extra={"submission_id": submission_id})
     return {"erased": bool(deleted)}
 
 
