@@ -1,10 +1,12 @@
 """Issue 18, items 1 to 3: the survey as a file, open and closed, robots kept out."""
 
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from rq import Queue
@@ -293,3 +295,17 @@ def test_min_fill_seconds_defaults_to_2_and_honeypot_to_website(env):
     assert (config["MIN_FILL_SECONDS"], config["HONEYPOT_FIELD"]) == (2, "website")
     with pytest.raises(ValueError, match="HONEYPOT_FIELD"):
         web_config({"SECRET_KEY": "x", "HONEYPOT_FIELD": "name"})
+
+
+def test_the_owners_first_steps_work_word_for_word(tmp_path):
+    """docs/survey.md's first block: its copy and its check, as written, from
+    a checkout's top (here one whose survey/ and .venv are this one's)."""
+    block = re.search(r"```sh\n(.*?)```", (ROOT / "docs" / "survey.md").read_text(), re.S).group(1)
+    lines = [line for line in block.splitlines() if line.strip()]
+    copy, check = lines[0], next(line for line in lines if " survey check " in line)
+    (tmp_path / "survey").symlink_to(ROOT / "survey")
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    for line in (copy, check):
+        result = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (line, result.stdout, result.stderr)
+    assert (tmp_path / "mysurvey" / "survey.toml").read_bytes() == (ROOT / "survey" / "cats.toml").read_bytes()
