@@ -320,14 +320,24 @@ def test_the_owner_password_reaches_no_server_log(runner):
                                 stderr=subprocess.STDOUT, start_new_session=True)
     port = int(run.env["DB_PORT"])
 
+    owner = make_dsn(f"postgresql://survey@127.0.0.1:{port}/postgres", password=password)
+
     def up():
         assert run.proc.poll() is None, run.log_path.read_text()[-3000:]
-        return listening(port)
+        if not listening(port):
+            return False
+        try:
+            # Listening comes a moment before accepting ("starting up").
+            psycopg2.connect(owner, connect_timeout=2).close()
+        except psycopg2.OperationalError as exc:
+            assert "starting up" in str(exc), exc
+            return False
+        return True
 
-    wait_until(up, 60, "run-db to listen")
+    wait_until(up, 60, "run-db to take connections")
 
     # Over TCP, with the password: scram-sha-256 accepts the verifier run-db set.
-    kept = statements_kept(make_dsn(f"postgresql://survey@127.0.0.1:{port}/postgres", password=password))
+    kept = statements_kept(owner)
     os.kill(run.proc.pid, signal.SIGTERM)
     assert run.proc.wait(60) == 0
     logs = (pgdata / "startup.log").read_text() + run.log_path.read_text()
