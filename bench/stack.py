@@ -179,11 +179,10 @@ class Stack:
         self.stop_proxy()
         socket_dir = self.workdir / "web"
         socket_dir.mkdir(mode=0o700, exist_ok=True)
-        socket = socket_dir / "app.sock"
-        self.start_web("queue", APP_SOCKET=socket)
+        sockets = {"APP_SOCKET": socket_dir / "app.sock", "APP_FORM_SOCKET": socket_dir / "form.sock"}
+        self.start_web("queue", **sockets)
         self.proxy_port = free_port()
-        env = self.env(HOST="127.0.0.1", PORT=self.proxy_port, APP_SOCKET=socket,
-                       PROXY_RUN_DIR=self.workdir / "proxy")
+        env = self.env(HOST="127.0.0.1", PORT=self.proxy_port, PROXY_RUN_DIR=self.workdir / "proxy", **sockets)
         self.proxy = Service("proxy", [str(ROOT / "proxy" / "run")], env, self.workdir / "proxy.log")
         self.proxy.wait_healthy(f"http://127.0.0.1:{self.proxy_port}")
         return self.proxy_port

@@ -84,6 +84,7 @@ class Front:
             "APP_PORT": str(self.app_port),
             "WEB_METRICS_PORT": str(self.metrics_port),
             "APP_SOCKET": str(self.app_socket),
+            "APP_FORM_SOCKET": str(self.app_socket.parent / "form.sock"),
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_server.url,
             "SECRET_KEY": "front-test-secret",

@@ -94,6 +94,11 @@ def server(env=os.environ):
         # A unix socket for the proxy alone (make run, compose): connections
         # on it are the proxy's, so its forwarded headers are believed there.
         "APP_SOCKET": env.get("APP_SOCKET") or None,
+        # A second one for the form alone (GET /): a sync worker takes one
+        # connection from each ready listener in turn, so a form waits behind
+        # about one other request per worker, not behind the whole accept
+        # queue of posts and receipt polls (docs/reliability.md, "Overload").
+        "APP_FORM_SOCKET": env.get("APP_FORM_SOCKET") or None,
         # Addresses whose TCP connections may also say who the client is
         # (X-Forwarded-*): none by default, "*" where only the proxy can
         # reach APP_PORT (Kubernetes, behind a NetworkPolicy).  gunicorn
@@ -102,10 +107,12 @@ def server(env=os.environ):
         "WEB_CONCURRENCY": workers,
         # Connections waiting for a free worker, per listener; past it the
         # kernel refuses new ones at once and the proxy answers 503 (its
-        # busy page).  A sync worker serves some 60-300 requests a second
-        # (the latter alone on two cores), so 32 each is a wait of a few
-        # tenths of a second, where gunicorn's 2048 was many seconds.
-        "WEB_BACKLOG": int(env.get("WEB_BACKLOG") or 32 * workers),
+        # busy page).  A sync worker serves some 100-700 requests a second
+        # (the latter alone on two cores), so 16 each is a wait of a few
+        # tenths of a second, where gunicorn's 2048 was many seconds; 32
+        # each, behind the form served first, let the posts' p99 reach 1 s
+        # at twice the capacity (docs/capacity.md).
+        "WEB_BACKLOG": int(env.get("WEB_BACKLOG") or 16 * workers),
         "LOG_LEVEL": env.get("LOG_LEVEL", "info").lower(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,

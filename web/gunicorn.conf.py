@@ -31,16 +31,20 @@ os.makedirs(metrics_dir, exist_ok=True)
 from web import heartbeat, logs  # noqa: E402  (needs the environment above)
 
 wsgi_app = "web:create_app()"
-# The proxy forwards visitors to the first (or to APP_SOCKET, if set);
+# The proxy forwards visitors to the first (or to APP_SOCKET, if set, and the
+# form to APP_FORM_SOCKET);
 # Prometheus scrapes the second, which answers /metrics and nothing else
 # (web/metrics.py).
 bind = [f"{settings['HOST']}:{settings['APP_PORT']}", f"{settings['HOST']}:{settings['WEB_METRICS_PORT']}"]
-if settings["APP_SOCKET"]:
-    bind.append(f"unix:{settings['APP_SOCKET']}")
+for socket in (settings["APP_SOCKET"], settings["APP_FORM_SOCKET"]):
+    if socket:
+        bind.append(f"unix:{socket}")
 # Whose X-Forwarded-Proto gunicorn believes: the same as the app's rule
 # (web/security.py); gunicorn always believes its unix socket.
 forwarded_allow_ips = settings["FORWARDED_ALLOW_IPS"]
 workers = settings["WEB_CONCURRENCY"]
+# The sync worker, serving the form before anything else (web/workers.py).
+worker_class = "web.workers.FormFirstWorker"
 # A short queue in front of the workers: overload is refused, not queued (web/config.py).
 backlog = settings["WEB_BACKLOG"]
 # Loaded once before forking: every worker shares the app, and its SECRET_KEY.

@@ -69,6 +69,7 @@ def test_the_proxy_is_published_on_the_tutorial_port(config):
     # It forwards to the web's unix socket, on a volume only the two share:
     # the one way in where the web believes who the client is.
     assert proxy["environment"]["APP_SOCKET"] == web["environment"]["APP_SOCKET"] == "/run/survey-web/app.sock"
+    assert proxy["environment"]["APP_FORM_SOCKET"] == web["environment"]["APP_FORM_SOCKET"] == "/run/survey-web/form.sock"
     sharing = [name for name, service in config["services"].items()
                if any(v["source"] == "web-socket" for v in service.get("volumes", []))]
     assert sorted(sharing) == ["proxy", "web"]
