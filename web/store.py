@@ -8,6 +8,8 @@ import psycopg2.extras
 import psycopg2.pool
 from psycopg2.extensions import parse_dsn
 
+import pgbounds
+
 from . import bounds
 
 # The row, or the tombstone an erase left instead, in one round trip.
@@ -47,13 +49,13 @@ class Store:
             raise ValueError(f"WEB_DB_POOL_SIZE must be at least 1, not {pool_size}")
         self.database_url = database_url
         self.pool_size = pool_size
-        bounds.install()
+        pgbounds.install()
         self.readers = bounds.Slots(readers)
         self.connect_options = {
             **KEEPALIVES,
             "connect_timeout": max(2, round(timeout)),  # libpq's least; ours below ends it sooner
             "options": f"-c statement_timeout={round(timeout * 1000)}",
-            "connection_factory": bounds.bounded(timeout + CLIENT_MARGIN_S),
+            "connection_factory": pgbounds.bounded(timeout + CLIENT_MARGIN_S),
         }
         self._pool = None
         self._pool_pid = None
@@ -130,7 +132,7 @@ class Store:
                 # closed is nonzero once libpq has seen the connection die.
                 broken = bool(conn.closed)
                 pool.putconn(conn, close=broken)
-                if broken and attempt < self.pool_size and not isinstance(exc, bounds.DatabaseTimeout):
+                if broken and attempt < self.pool_size and not isinstance(exc, pgbounds.DatabaseTimeout):
                     continue
                 raise
             pool.putconn(conn)

@@ -11,14 +11,12 @@ stay STARTED until RQ's maintenance hands it to another worker while this one
 still holds it.  The server ends a statement or a lock wait after
 WORKER_DB_TIMEOUT seconds; a server that does not answer at all (frozen,
 partitioned: its kernel still acknowledges TCP) is given up a little later by
-the wait callback below, which closes the connection.
+pgbounds' wait callback, which closes the connection.
 """
 
-import select
-import time
-
 import psycopg2
-import psycopg2.extensions as ext
+
+import pgbounds
 
 from .config import DEFAULT_DB_TIMEOUT, Config
 
@@ -27,39 +25,10 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 # Past its timeout a server that answers cancels the statement itself; this
 # much later we stop waiting for a silent one.
 CLIENT_MARGIN_S = 2.0
-_EVENTS = {ext.POLL_READ: select.POLLIN, ext.POLL_WRITE: select.POLLOUT}
 
 _url = None
 _timeout = DEFAULT_DB_TIMEOUT
 _conn = None
-
-
-class DatabaseTimeout(psycopg2.OperationalError):
-    """The server did not answer in time; the connection is closed."""
-
-
-class BoundedConnection(ext.connection):
-    """Set before connecting, so the connect itself is bounded too."""
-
-    def __init__(self, dsn, *args, wait_timeout=None, **kwargs):
-        self.wait_timeout = wait_timeout
-        super().__init__(dsn, *args, **kwargs)
-
-
-# Twin of web/bounds.py's wait: each image ships only its own package.
-def wait(conn):
-    """psycopg2's wait callback (psycopg2.extras.wait_select, with a deadline).
-
-    Raising here makes psycopg2 close the connection."""
-    timeout = getattr(conn, "wait_timeout", None)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    poller = select.poll()
-    while (state := conn.poll()) != ext.POLL_OK:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise DatabaseTimeout(f"PostgreSQL did not answer within {timeout}s")
-        poller.register(conn.fileno(), _EVENTS[state])
-        poller.poll(None if left is None else left * 1000)
 
 
 def configure(database_url, timeout=DEFAULT_DB_TIMEOUT):
@@ -75,13 +44,12 @@ def connection():
         config = Config.from_env()
         _url, _timeout = config.database_url, config.db_timeout
     if _conn is None or _conn.closed:
-        ext.set_wait_callback(wait)
+        pgbounds.install()
         ms = round(_timeout * 1000)
         _conn = psycopg2.connect(
             _url, connect_timeout=5, application_name="survey-worker", **KEEPALIVES,
             options=f"-c statement_timeout={ms} -c lock_timeout={ms}",
-            connection_factory=lambda dsn, **kwargs: BoundedConnection(
-                dsn, wait_timeout=_timeout + CLIENT_MARGIN_S, **kwargs))
+            connection_factory=pgbounds.bounded(_timeout + CLIENT_MARGIN_S))
     return _conn
 
 
