@@ -94,10 +94,10 @@ def server(env=os.environ):
         # A unix socket for the proxy alone (make run, compose): connections
         # on it are the proxy's, so its forwarded headers are believed there.
         "APP_SOCKET": env.get("APP_SOCKET") or None,
-        # A second one for the form alone (GET /): a sync worker takes one
-        # connection from each ready listener in turn, so a form waits behind
-        # about one other request per worker, not behind the whole accept
-        # queue of posts and receipt polls (docs/reliability.md, "Overload").
+        # A second one for the form alone (GET /), which the workers take
+        # first (web/workers.py): at overload the form waits behind about
+        # one request per worker, not behind the accept queue of posts and
+        # receipt polls (docs/reliability.md, "Overload").
         "APP_FORM_SOCKET": env.get("APP_FORM_SOCKET") or None,
         # Addresses whose TCP connections may also say who the client is
         # (X-Forwarded-*): none by default, "*" where only the proxy can

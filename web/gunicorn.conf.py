@@ -32,9 +32,8 @@ from web import heartbeat, logs  # noqa: E402  (needs the environment above)
 
 wsgi_app = "web:create_app()"
 # The proxy forwards visitors to the first (or to APP_SOCKET, if set, and the
-# form to APP_FORM_SOCKET);
-# Prometheus scrapes the second, which answers /metrics and nothing else
-# (web/metrics.py).
+# form to APP_FORM_SOCKET); Prometheus scrapes the second, which answers
+# /metrics and nothing else (web/metrics.py).
 bind = [f"{settings['HOST']}:{settings['APP_PORT']}", f"{settings['HOST']}:{settings['WEB_METRICS_PORT']}"]
 for socket in (settings["APP_SOCKET"], settings["APP_FORM_SOCKET"]):
     if socket:
