@@ -280,3 +280,23 @@ def test_bad_authorization_headers_at_gunicorn_are_never_a_500(live, redis):
     assert set(statuses) <= {400, 401, 429, 431}, statuses
     assert statuses.count(401) == 5 and 431 in statuses
     assert "Traceback" not in live.log_path.read_text()
+
+
+def test_a_give_back_after_the_window_expired_leaves_no_counter_without_expiry(env, redis):
+    """The database went away while a sign-in was checked, and the window
+    ran out meanwhile: the try is given back to a counter that is gone."""
+    from web import auditor
+    app = create_app({"TESTING": True, "AUTH_FAILURE_WINDOW": 60})
+    key = auditor.FAILURES_KEY.format("198.51.100.8")
+    with app.test_request_context():
+        assert auditor._count_try(key)[0] == 1
+        redis.delete(key)  # the window expired between the count and its give-back
+        auditor._give_back(key)
+        assert redis.get(key) is None
+        # A counter that somehow lost its expiry gets it back on the next try.
+        redis.set(key, 3)
+        tries, ttl = auditor._count_try(key)
+        assert tries == 4 and 0 < ttl <= 60 and 0 < redis.ttl(key) <= 60
+        auditor._give_back(key)
+        auditor._give_back(key)
+        assert int(redis.get(key)) == 2 and redis.ttl(key) > 0

@@ -115,16 +115,28 @@ class TrustCheck:
         return self.trusts is False
 
 
+# One step each, so the counter always carries the window's expiry: the window
+# starts at the first try (later ones do not extend it), and a give-back
+# never recreates a counter the window already expired (which would have no
+# expiry, and lock the address out for ever).
+COUNT_TRY = """
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+local tries = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {tries, redis.call('TTL', KEYS[1])}
+"""
+GIVE_BACK = """
+local tries = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tries > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
 def _count_try(key):
     """Count this try before PostgreSQL is asked, and return (tries in the
     window so far, seconds left in it): concurrent guesses each get their
     own number, so no more than AUTH_MAX_FAILURES ever reach PostgreSQL."""
-    # The window starts at the first try; later ones do not extend it.
-    pipe = _redis().pipeline(transaction=True)
-    pipe.set(key, 0, ex=current_app.config["AUTH_FAILURE_WINDOW"], nx=True)
-    pipe.incr(key)
-    pipe.ttl(key)
-    _, tries, ttl = pipe.execute()
+    tries, ttl = _redis().eval(COUNT_TRY, 1, key, current_app.config["AUTH_FAILURE_WINDOW"])
     return tries, ttl
 
 
@@ -190,7 +202,7 @@ def connect():
 def _give_back(key):
     """A try the database never judged is not a failure."""
     try:
-        _redis().decr(key)
+        _redis().eval(GIVE_BACK, 1, key)
     except redis.RedisError:
         pass  # it expires with the window
 
