@@ -76,3 +76,63 @@ BEGIN
     RETURN deleted;
 END
 $$;
+
+-- How many answers the survey has taken: every stored row plus every
+-- tombstone (an erased answer still counts against MAX_RESPONSES, and an id is
+-- never in both tables: the trigger above skips a tombstoned id, the erase
+-- deletes the row it tombstones).  Kept by the statement triggers below, one
+-- UPDATE per statement, so a batch of 200 rows costs one; it only ever grows,
+-- which lets the processes that copy it into Redis keep the largest value
+-- they saw (submission/cap.py).  Made from the two tables once, when first
+-- created, under a lock that holds writers off for that one count.
+CREATE TABLE IF NOT EXISTS response_count (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    n   bigint  NOT NULL CHECK (n >= 0)
+);
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM response_count) THEN
+        LOCK TABLE cats, erasures IN SHARE MODE;
+        INSERT INTO response_count (n) SELECT (SELECT count(*) FROM cats) + (SELECT count(*) FROM erasures);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION response_count_add() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    UPDATE response_count SET n = n + (SELECT count(*) FROM changed);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION response_count_remove() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    UPDATE response_count SET n = n - (SELECT count(*) FROM changed);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER cats_count_insert AFTER INSERT ON cats
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION response_count_add();
+CREATE OR REPLACE TRIGGER cats_count_delete AFTER DELETE ON cats
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION response_count_remove();
+CREATE OR REPLACE TRIGGER erasures_count_insert AFTER INSERT ON erasures
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION response_count_add();
+
+-- A TRUNCATE (the owner emptying the survey) fires no row or delete trigger: count again.
+CREATE OR REPLACE FUNCTION response_count_recount() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    UPDATE response_count SET n = (SELECT count(*) FROM cats) + (SELECT count(*) FROM erasures);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER cats_count_truncate AFTER TRUNCATE ON cats
+    FOR EACH STATEMENT EXECUTE FUNCTION response_count_recount();
+CREATE OR REPLACE TRIGGER erasures_count_truncate AFTER TRUNCATE ON erasures
+    FOR EACH STATEMENT EXECUTE FUNCTION response_count_recount();
+

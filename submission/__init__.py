@@ -43,3 +43,9 @@ def parse(payload):
     except ValueError as exc:
         raise PayloadError(f"payload field unreadable: {exc}") from None
     return {name: payload[name] for name in FIELDS}
+
+
+def erased_key(submission_id):
+    """The mark an erase by request leaves in Redis: while a form token for
+    this id may still be valid, the web refuses the id at once."""
+    return f"survey:erased:{submission_id}"

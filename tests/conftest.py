@@ -125,10 +125,9 @@ def redis_holding(redis, text, whole=False):
 
 def store_job_gone(redis, sid, name):
     """An erased submission's store job left Redis: no job hash, no queue or
-    registry entry, no result (the id is left only in the set counting the
-    answers accepted), and its answers, by the cat's `name`, are nowhere."""
+    registry entry, no result, and its answers, by the cat's `name`, are nowhere."""
     assert not redis.exists(f"rq:job:{sid}")
-    assert set(redis_holding(redis, sid, whole=True)) <= {"survey:accepted:submissions"}
+    assert redis_holding(redis, sid, whole=True) == []
     assert redis_holding(redis, name) == []
     return True
 

@@ -13,6 +13,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tests.conftest import hidden_fields, redis_holding, store_job_gone
+from submission.cap import Cap
 from worker import jobs
 
 
@@ -89,7 +90,7 @@ def test_a_store_after_the_erase_stores_nothing(env, redis, rows):
     jobs.store_submission(second)
     jobs.erase_submission(second["id"], redis)
     # The batched insert obeys the tombstones too.
-    assert jobs.store_submissions([first, second]) == [{"inserted": False}] * 2
+    assert jobs.store_submissions([first, second], Cap(redis, "submissions")) == [{"inserted": False}] * 2
     assert rows() == []
 
 
@@ -136,7 +137,7 @@ def as_job(redis, func, **kwargs):
 
 def test_retention_erases_only_answers_older_than_its_days(env, owner, redis, rows):
     old, recent = [submission() for _ in range(3)], submission()
-    jobs.store_submissions(old + [recent])
+    jobs.store_submissions(old + [recent], Cap(redis, "submissions"))
     conn = owner()
     with conn, conn.cursor() as cur:
         cur.execute("UPDATE cats SET stored_at = now() - interval '31 days', submitted_at = now() - interval '31 days' "
@@ -145,7 +146,7 @@ def test_retention_erases_only_answers_older_than_its_days(env, owner, redis, ro
     assert [r["submission_id"] for r in rows()] == [recent["id"]]
     assert tombstones(conn) == sorted(s["id"] for s in old)
     # Re-delivered, the old store jobs bring nothing back.
-    assert jobs.store_submissions(old) == [{"inserted": False}] * 3
+    assert jobs.store_submissions(old, Cap(redis, "submissions")) == [{"inserted": False}] * 3
     assert as_job(redis, jobs.erase_expired, days=30) == {"erased": 0}
     assert len(rows()) == 1
 
@@ -194,8 +195,11 @@ def test_an_erase_queued_behind_its_store_leaves_no_row(client, post_form, fresh
     assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"
     # The finished store job, answers and all, went with the erase, not after JOB_RESULT_TTL.
     assert store_job_gone(redis, sid, "Erasmus Whiskerton")
-    # The store job re-delivered later brings nothing back.
-    assert post_form(hidden, name="Erasmus Whiskerton").status_code == 303
+    # The form sent again (Back, then Send) is refused at once: nothing queued, nothing in Redis.
+    again = post_form(hidden, name="Erasmus Whiskerton")
+    assert again.status_code == 410 and "This answer was erased" in again.get_data(as_text=True)
+    assert hidden_fields(again.get_data(as_text=True))["submission_id"] != sid
+    assert store_job_gone(redis, sid, "Erasmus Whiskerton")
     run_worker()
     assert rows() == []
 
@@ -264,7 +268,7 @@ def test_retention_runs_on_rq_cron_and_the_worker_erases(app, env, owner, redis,
     assert app.extensions["submission_queue"].enqueue(old)
     run_worker()  # its finished store job kept for JOB_RESULT_TTL, answers included
     assert redis_holding(redis, "Old Oswald") == [f"rq:job:{old['id']}"]
-    jobs.store_submissions([recent])
+    jobs.store_submissions([recent], Cap(redis, "submissions"))
     backdate(owner(), [old["id"]], 8)
     cron = scheduler(Config.from_env({**env, "RETENTION_DAYS": "7"}), redis)
     assert [job.kwargs for job in cron.enqueue_jobs()] == [{"days": 7}]  # due at start

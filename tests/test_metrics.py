@@ -56,7 +56,8 @@ def test_rejections_count_by_field_and_reason(client, post_form):
     # What the client sent never becomes a label: only known reasons appear.
     reasons = {dict(labels)["reason"] for (name, labels) in scrape(client) if name == REJECTED}
     assert reasons <= {"missing", "too_long", "control_chars", "not_a_choice", "invalid", "expired",
-                       "no_session", "no_referrer", "bad_referrer", "too_large", "queue_full", "rate_limited"}
+                       "no_session", "no_referrer", "bad_referrer", "too_large", "queue_full", "rate_limited",
+                       "honeypot", "too_fast", "replayed", "closed", "not_open", "erased"}
 
 
 def test_too_large_post_counts(client):

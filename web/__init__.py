@@ -1,5 +1,9 @@
 """The survey's web front end: validates the form and queues it for the worker."""
 
+import logging
+
+import psycopg2
+import redis
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
@@ -8,6 +12,21 @@ from .store import Store
 from .submissions import SubmissionQueue
 
 csrf = CSRFProtect()
+log = logging.getLogger(__name__)
+
+
+def _count_at_start(app):
+    """With a cap, rebuild a lost count now rather than on the first post;
+    and drop the set that held every id ever accepted (before submission/cap.py)."""
+    queue = app.extensions["submission_queue"]
+    try:
+        queue.redis.delete(queue.cap.legacy_key)
+        if app.config["SURVEY"].max_responses is not None and queue.accepted() is None:
+            queue.rebuild(app.extensions["submission_store"])
+            log.warning("the count of answers taken was missing in Redis; rebuilt it from PostgreSQL")
+    except (redis.RedisError, psycopg2.Error) as exc:
+        # The first post with a cap rebuilds it instead.
+        log.warning("could not check the count of answers taken at start: %s", exc)
 
 
 def create_app(overrides=None):
@@ -25,6 +44,8 @@ def create_app(overrides=None):
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"],
                                                app.config["WEB_DB_TIMEOUT"], app.config["WEB_DB_READERS"])
+
+    _count_at_start(app)
 
     for module in (views, health, results):
         app.register_blueprint(module.bp)

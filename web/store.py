@@ -138,6 +138,10 @@ class Store:
             pool.putconn(conn)
             return rows
 
+    def fetch_one(self, sql, params=None):
+        """The one row of a short query, as a tuple in its columns' order."""
+        return tuple(self._fetch(sql, params)[0].values())
+
     def find_submission(self, submission_id):
         """The stored row, or its tombstone (erased_at set, no answers); None if neither."""
         row = self._fetch(FIND_SUBMISSION, (submission_id,))[0]

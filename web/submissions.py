@@ -1,31 +1,35 @@
 """The queue side of a submission: enqueue it once, and ask how it is doing."""
 
+import logging
+import time
+
+import redis
 from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+import submission as payload
+from submission.cap import KNOWN, Cap
+
 # Named by string so the web never imports the worker's code (or its image).
 STORE_JOB = "worker.jobs.store_submission"
 ERASE_JOB = "worker.jobs.erase_submission"
 
 
+log = logging.getLogger(__name__)
+
+# The form and the tallies show whether the cap is reached; they wait this
+# long at most for the count, and after a failed read skip Redis for a while,
+# so with Redis frozen a page waits once per interval per process, not always.
+GLANCE_TIMEOUT_S = 0.25
+GLANCE_BACKOFF_S = 5
+
+
 def erase_job_id(submission_id):
     # Not the submission id, which the store job holds: both may be in the queue at once.
     return f"erase-{submission_id}"
-
-# Counts a submission as accepted, once, unless MAX_RESPONSES are already in:
-# the check and the count are one atomic step in Redis, so every process and
-# replica together take exactly the cap.  1: newly counted, 2: counted before
-# (a double click, which the cap never refuses), 0: the cap is reached.
-ACCEPT_SCRIPT = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
-local cap = tonumber(ARGV[2])
-if cap >= 0 and redis.call('SCARD', KEYS[1]) >= cap then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-return 1
-"""
 
 
 class SubmissionQueue:
@@ -45,22 +49,45 @@ class SubmissionQueue:
         # those waiting for a retry (during a database outage, most of them).
         self.waiting_lists = (self.queue.key, self.queue.intermediate_queue_key)
         self.waiting_sets = (self.queue.started_job_registry.key, self.queue.scheduled_job_registry.key)
-        # Every submission id accepted, for MAX_RESPONSES (about 100 bytes each).
-        self.accepted_key = f"survey:accepted:{config['QUEUE_NAME']}"
-        self._accept = self.redis.register_script(ACCEPT_SCRIPT)
+        # MAX_RESPONSES's count (submission/cap.py): one entry per answer
+        # not yet stored, only while a cap is set.
+        self.cap = Cap(self.redis, config["QUEUE_NAME"])
+        self._glance = Cap(Redis.from_url(config["REDIS_URL"], socket_connect_timeout=GLANCE_TIMEOUT_S,
+                                          socket_timeout=GLANCE_TIMEOUT_S), config["QUEUE_NAME"])
+        self._glance_failed_at = None
 
     def accept(self, submission_id, cap):
-        """Count the submission as accepted: 'new', 'again' (already counted)
-        or None when `cap` answers are in (cap None: no limit)."""
-        result = self._accept(keys=[self.accepted_key], args=[submission_id, -1 if cap is None else cap])
-        return {1: "new", 2: "again"}.get(int(result))
+        """Count the submission as accepted, in one atomic step with the cap's
+        check: 'new', 'again' (counted before), 'erased' (its answer was
+        erased: it is never taken again), 'full' (`cap` answers are in; None:
+        no limit) or 'lost' (the count must be rebuilt first: rebuild())."""
+        return self.cap.accept(submission_id, cap, payload.erased_key(submission_id),
+                               Job.key_for(erase_job_id(submission_id)))
 
     def unaccept(self, submission_id):
-        """Give back a count whose enqueue failed: the visitor was told nothing was stored."""
-        self.redis.srem(self.accepted_key, submission_id)
+        """Give back a count whose enqueue failed, unless it ran after all."""
+        self.cap.give_back(submission_id)
 
     def accepted(self):
-        return self.redis.scard(self.accepted_key)
+        """Answers taken (stored, erased or waiting), None while the count is lost."""
+        return self.cap.taken()
+
+    def taken_lately(self):
+        """accepted(), for a page to show: None at once while Redis has just failed to answer."""
+        if self._glance_failed_at is not None and time.monotonic() - self._glance_failed_at < GLANCE_BACKOFF_S:
+            return None
+        try:
+            taken = self._glance.taken()
+        except redis.RedisError as exc:
+            log.warning("survey: cannot count the answers taken: %s", exc)
+            self._glance_failed_at = time.monotonic()
+            return None
+        self._glance_failed_at = None
+        return taken
+
+    def rebuild(self, store):
+        """The count again, from PostgreSQL (through `store`, web/store.py) and the queue."""
+        return self.cap.rebuild(lambda ids: store.fetch_one(KNOWN, (ids,)))
 
     def enqueue(self, submission):
         """Queue the store job; return False when this submission was already queued.

@@ -46,7 +46,9 @@ def survey_context():
         "coat_labels": survey.coat.labels(), "donut_labels": survey.donut.labels(),
         "honeypot_field": current_app.config["HONEYPOT_FIELD"],
         "started_field": bots.STARTED_FIELD,
-        "started_token": lambda: bots.started_token(current_app.config, request.form.get(bots.STARTED_FIELD)),
+        "form_identity": lambda form: bots.form_identity(current_app.config, form.submission_id.data,
+                                                          request.form.get(bots.STARTED_FIELD),
+                                                          request.method == "POST"),
     }
 
 
@@ -57,14 +59,15 @@ def _form(*args, **kwargs):
 
 def availability(count=False):
     """Whether the survey takes answers now ('open', 'not_open', 'closed'),
-    and how many it has taken (None if not asked for, or Redis is away)."""
+    and how many it has taken (None if not asked for, or not known just now).
+
+    The count comes from this process's copy (SubmissionQueue.taken_lately):
+    the form and the tallies never wait on Redis, and a post's own accept
+    is what enforces the cap, exactly."""
     survey = current_app.config["SURVEY"]
     accepted = None
     if count or survey.max_responses is not None:
-        try:
-            accepted = _queue().accepted()
-        except redis.RedisError as exc:
-            log.warning("survey: cannot count the answers taken: %s", exc)
+        accepted = _queue().taken_lately()
     state = surveys.status(survey, accepted or 0, datetime.now(timezone.utc))
     return {"state": state, "accepted": accepted, "max_responses": survey.max_responses,
             "opens_at": survey.opens_at, "closes_at": survey.closes_at}
@@ -156,8 +159,13 @@ def submit():
             response.headers["Retry-After"] = str(QUEUE_FULL_RETRY_AFTER)
             return response
         # Counted before it is queued, in one atomic step with the cap's check.
-        counted = _queue().accept(sid, current_app.config["SURVEY"].max_responses)
-        if counted is None:
+        counted = _accept(sid)
+        if counted == "erased":
+            log.info("submission %s refused: it was erased", sid, extra={"submission_id": sid})
+            # Sent again, the answers go in as a new one.
+            form.submission_id.data = str(uuid.uuid4())
+            return _refuse(form, 410, "erased", erased=True)
+        if counted == "full":
             log.info("submission %s refused: the survey has its %s answers", sid,
                      current_app.config["SURVEY"].max_responses, extra={"submission_id": sid})
             return _refuse(form, 410, "closed", availability={"state": "closed"})
@@ -168,7 +176,7 @@ def submit():
             if counted == "new":
                 _queue().unaccept(sid)
             raise
-    except redis.RedisError as exc:
+    except (redis.RedisError, psycopg2.Error) as exc:
         metrics.ENQUEUE_FAILURES.labels(error=type(exc).__name__).inc()
         log.error("submission %s not queued: %s", sid, exc, extra={"submission_id": sid})
         return render_template("form.html", form=form, unavailable=True), 503
@@ -210,6 +218,23 @@ def _status(submission_id):
         abort(404)
     # The job can finish between our two reads; a finished job means a stored row.
     return {"id": sid, "state": state, "row": None}
+
+
+def _accept(sid):
+    """SubmissionQueue.accept, after rebuilding MAX_RESPONSES's count if it
+    was lost (Redis restarted empty, a failover): PostgreSQL and the queue
+    say what it was (submission/cap.py).  Raises a psycopg2.Error when
+    PostgreSQL cannot be asked: no answer is taken on a count not known."""
+    cap = current_app.config["SURVEY"].max_responses
+    counted = _queue().accept(sid, cap)
+    if counted == "lost":
+        rebuilt = _queue().rebuild(_store())
+        log.warning("the count of answers taken was lost in Redis; %s", "rebuilt it" if rebuilt
+                    else "another process rebuilt it")
+        counted = _queue().accept(sid, cap)
+        if counted == "lost":
+            raise redis.RedisError("the count of answers taken was lost again while it was rebuilt")
+    return counted
 
 
 @bp.get("/submissions/<uuid:submission_id>")

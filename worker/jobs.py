@@ -8,9 +8,12 @@ import time
 import uuid
 
 import psycopg2
+import redis
 from rq import get_current_job
 
 import submission as payload
+from submission import cap
+from submission.cap import Cap
 
 from . import db, metrics
 from .forget import forget_store_job, forget_store_jobs
@@ -61,12 +64,18 @@ EXPIRED_BATCH = 500
 PAUSE_WHEN_DATABASE_DOWN_S = 1.0
 
 
-def _execute(statement, params):
+def _execute(statement, params, then=None):
+    """Every row `statement` returns, in one transaction; with `then`, a
+    second statement's first row too, read in the same transaction."""
     try:
         conn = db.connection()
         with conn, conn.cursor() as cur:
             cur.execute(statement, params)
-            return cur.fetchall()
+            rows = cur.fetchall()
+            if then is None:
+                return rows
+            cur.execute(then)
+            return rows, cur.fetchone()
     except (psycopg2.OperationalError, psycopg2.InterfaceError):
         # The server went away: drop the connection so the retry reconnects.
         db.discard()
@@ -77,14 +86,38 @@ def _execute(statement, params):
 def store_submission(submission):
     """Store one submission; return whether this call inserted the row."""
     submission = payload.parse(submission)
-    rows = _execute(INSERT_SUBMISSION, submission)  # no row when it was already there
+    # No row when it was already there.
+    rows, (count,) = _execute(INSERT_SUBMISSION, submission, then=cap.RESPONSE_COUNT)
+    job = get_current_job()
+    if job is not None:  # called as a job: its queue's count
+        _settle(Cap(job.connection, job.origin), count, [submission["id"]])
     return _stored(submission, rows[0][0] if rows else None)
 
 
-def store_submissions(submissions):
-    """Store parsed submissions in one transaction; return each one's job result."""
-    rows = dict(_execute(INSERT_SUBMISSIONS, {name: [s[name] for s in submissions] for name in payload.FIELDS}))
+def store_submissions(submissions, cap_count):
+    """Store parsed submissions in one transaction, then settle them in
+    `cap_count` (submission/cap.py); return each one's job result."""
+    rows, (count,) = _execute(INSERT_SUBMISSIONS, {name: [s[name] for s in submissions] for name in payload.FIELDS},
+                              then=cap.RESPONSE_COUNT)
+    _settle(cap_count, count, [s["id"] for s in submissions])
+    rows = dict(rows)
     return [_stored(s, rows.get(str(uuid.UUID(s["id"])))) for s in submissions]
+
+
+def known_to_database(ids):
+    """(answers PostgreSQL holds, which of `ids` it holds): Cap.reconcile's question."""
+    count, known = _execute(cap.KNOWN, (list(ids),))[0]
+    return count, known
+
+
+def _settle(cap_count, count, ids):
+    """After the commit: every one of `ids` is in PostgreSQL now (a row, or a
+    tombstone the trigger kept it out for), and PostgreSQL holds `count`."""
+    try:
+        cap_count.settle(count, ids)
+    except redis.RedisError as exc:
+        # Stored all the same; the worker's maintenance settles them later (Cap.reconcile).
+        log.warning("stored %d submissions but could not settle the cap's count: %s", len(ids), exc)
 
 
 def _stored(submission, delay):

@@ -12,8 +12,14 @@ jobs are still recovered when its registration expires.  Heartbeats RQ
 sends inside a pipeline, or with an explicit timeout (job start), are
 untouched."""
 
+import psycopg2
+import redis
 from rq import SimpleWorker
 from rq.utils import now
+
+from submission.cap import Cap
+
+from . import jobs
 
 HEARTBEAT_EVERY_S = 1.0
 
@@ -33,3 +39,17 @@ class SurveyWorker(SimpleWorker):
                 and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_EVERY_S):
             return
         super().heartbeat(timeout, pipeline)
+
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        # MAX_RESPONSES's count: settle what a crash or a race left pending
+        # and give back what was never queued (submission/cap.py).
+        for queue in self.queues:
+            try:
+                settled, dropped = Cap(self.connection, queue.name).reconcile(jobs.known_to_database)
+            except (redis.RedisError, psycopg2.Error) as exc:
+                self.log.warning("Worker %s: could not reconcile the count of answers taken: %s", self.name, exc)
+                continue
+            if settled or dropped:
+                self.log.info("Worker %s: %s: count reconciled, %d settled, %d never queued given back",
+                              self.name, queue.name, settled, dropped)

@@ -1,0 +1,210 @@
+"""MAX_RESPONSES's count: exact across every process and replica, and held
+in Redis for what is waiting only, never for the survey's history.
+
+PostgreSQL knows how many answers it holds (response_count in
+db/schema.sql: rows plus tombstones, kept by triggers).  Redis keeps two
+keys per queue:
+
+- `settled`, that number as the processes last read it from PostgreSQL
+  (it only grows, so each keeps the largest it saw: no write goes back);
+- `pending`, a sorted set of the ids accepted and not yet known to be in
+  PostgreSQL, scored by when they were accepted (about 90 bytes each).
+
+The answers taken are settled + |pending|.  The web's accept checks and adds
+to it in one script, so every process together takes exactly the cap; the
+worker, after each commit, raises `settled` to what PostgreSQL says and
+takes the stored ids out of `pending` (`settle`).  So Redis holds one entry
+per answer not yet stored, and nothing per stored one.
+
+Lost: if `settled` is missing (a Redis that lost its data, a new REDIS_URL,
+a failover to an empty replica), posts with a cap are not accepted until the
+web has rebuilt both keys from PostgreSQL and from the store jobs still in
+the queue (`rebuild`), in one script that only the first rebuild's call
+applies.  Without a cap, accept keeps nothing at all.
+
+Both images copy this package (web/Dockerfile, worker/Dockerfile)."""
+
+import time
+import uuid
+
+from rq import Queue
+from rq.registry import FailedJobRegistry
+
+# The answers PostgreSQL holds, and which of the given ids it holds (as a row
+# or a tombstone), in one statement: one snapshot for both.
+KNOWN = """
+    SELECT (SELECT n FROM response_count),
+           coalesce(array_agg(id::text), '{}')
+    FROM unnest(%s::uuid[]) AS id
+    WHERE EXISTS (SELECT FROM cats WHERE submission_id = id)
+       OR EXISTS (SELECT FROM erasures WHERE submission_id = id)
+"""
+RESPONSE_COUNT = "SELECT n FROM response_count"
+
+# KEYS: settled, pending, the erased mark, the erase job, the store job.
+# ARGV: the id, the cap (-1: none), now.  3: erased; 2: counted before (a
+# double click, which the cap never refuses); 1: taken; 0: the cap is
+# reached; -1: the count is lost, rebuild it first.
+ACCEPT = """
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 3 end
+local cap = tonumber(ARGV[2])
+if cap < 0 then return 1 end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) or redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
+local settled = redis.call('GET', KEYS[1])
+if not settled then return -1 end
+if tonumber(settled) + redis.call('ZCARD', KEYS[2]) >= cap then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: pending, the store job.  A give-back whose enqueue did run (its reply
+# was lost, or timed out) finds the job and keeps the count.
+GIVE_BACK = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# KEYS: settled, pending.  ARGV: PostgreSQL's count, then ids it holds.
+SETTLE = """
+local settled = redis.call('GET', KEYS[1])
+if settled and tonumber(ARGV[1]) > tonumber(settled) then redis.call('SET', KEYS[1], ARGV[1]) end
+if #ARGV > 1 then redis.call('ZREM', KEYS[2], unpack(ARGV, 2)) end
+return 1
+"""
+
+# KEYS: settled, pending, the set that held every id before (deleted).
+# ARGV: PostgreSQL's count, now, then the ids waiting that it does not hold.
+REBUILD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 3, #ARGV do redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[i]) end
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
+# KEYS: pending.  ARGV: the job key prefix, then ids.  An id whose store job
+# is gone and that PostgreSQL does not hold was never queued (its enqueue
+# failed and the give-back was lost): its count is given back.
+DROP_UNQUEUED = """
+local dropped = 0
+for i = 2, #ARGV do
+    if redis.call('EXISTS', ARGV[1] .. ARGV[i]) == 0 then dropped = dropped + redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return dropped
+"""
+
+# An accept and its enqueue are two steps a few milliseconds apart; past this
+# an id with no job behind it is taken as one whose enqueue never happened.
+UNQUEUED_AFTER_S = 600
+# How many ids one reconcile looks at, oldest first: the worker's settle
+# after each commit does the rest.
+RECONCILE_BATCH = 5000
+# Lua's unpack takes a few thousand arguments at most.
+CHUNK = 1000
+
+# What the web's accept set held before: one entry for every answer ever
+# taken.  The first rebuild deletes it.
+LEGACY_KEY = "survey:accepted:{}"
+JOB_PREFIX = "rq:job:"
+# How the web describes a store job (web/submissions.py), which tells it from the other jobs.
+STORE_DESCRIPTION = b"store submission "
+
+
+def _chunks(items):
+    items = list(items)
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)] or [[]]
+
+
+class Cap:
+    def __init__(self, connection, queue_name):
+        self.redis = connection
+        self.queue_name = queue_name
+        self.settled_key = f"survey:cap:{queue_name}:settled"
+        self.pending_key = f"survey:cap:{queue_name}:pending"
+        self.legacy_key = LEGACY_KEY.format(queue_name)
+        self._accept = connection.register_script(ACCEPT)
+        self._give_back = connection.register_script(GIVE_BACK)
+        self._settle = connection.register_script(SETTLE)
+        self._rebuild = connection.register_script(REBUILD)
+        self._drop_unqueued = connection.register_script(DROP_UNQUEUED)
+
+    def accept(self, submission_id, cap, erased_key, erase_job_key):
+        """'new', 'again', 'erased', 'full', or 'lost' (rebuild, then ask again)."""
+        result = self._accept(
+            keys=[self.settled_key, self.pending_key, erased_key, erase_job_key, JOB_PREFIX + submission_id],
+            args=[submission_id, -1 if cap is None else cap, time.time()])
+        return {3: "erased", 2: "again", 1: "new", 0: "full", -1: "lost"}[int(result)]
+
+    def give_back(self, submission_id):
+        """The enqueue failed: give the count back, unless the job is there after all."""
+        self._give_back(keys=[self.pending_key, JOB_PREFIX + submission_id], args=[submission_id])
+
+    def taken(self):
+        """Answers taken (stored, erased or waiting); None when the count is lost."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(self.settled_key)
+        pipe.zcard(self.pending_key)
+        settled, pending = pipe.execute()
+        return None if settled is None else int(settled) + pending
+
+    def settle(self, count, stored_ids):
+        """After a commit: PostgreSQL holds `count` answers, `stored_ids` among them."""
+        for chunk in _chunks(stored_ids):
+            self._settle(keys=[self.settled_key, self.pending_key], args=[count, *chunk])
+
+    def waiting_store_ids(self):
+        """The ids of store jobs anywhere in the queue: queued, taken, held, scheduled, failed."""
+        queue = Queue(self.queue_name, connection=self.redis)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(queue.key, 0, -1)
+        pipe.lrange(queue.intermediate_queue_key, 0, -1)
+        for key in (queue.started_job_registry.key, queue.scheduled_job_registry.key,
+                    FailedJobRegistry(queue=queue).key):
+            pipe.zrange(key, 0, -1)
+        # A started registry's members are "job id:execution id".
+        ids = sorted({m.decode().split(":", 1)[0] for members in pipe.execute() for m in members} - {""})
+        ids = [i for i in ids if _is_submission_id(i)]
+        # Only store jobs: a retention job's id is a UUID too.
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hget(JOB_PREFIX + i, "description")
+        return [i for i, about in zip(ids, pipe.execute()) if about and about.startswith(STORE_DESCRIPTION)]
+
+    def rebuild(self, known):
+        """Make the count again from PostgreSQL (`known(ids)` -> (count, ids
+        it holds), one snapshot, KNOWN) and the store jobs waiting; True if
+        this call's rebuild was the one applied.  The queue is read before
+        PostgreSQL: a job stored in between is then in PostgreSQL's count and
+        left out of pending, never counted twice or missed."""
+        waiting = set(self.waiting_store_ids())
+        waiting.update(m.decode() for m in self.redis.zrange(self.pending_key, 0, -1))
+        count, stored = known(sorted(waiting))
+        unstored = sorted(waiting - set(stored))
+        return bool(self._rebuild(keys=[self.settled_key, self.pending_key, self.legacy_key],
+                                  args=[count, time.time(), *unstored]))
+
+    def reconcile(self, known, now=None):
+        """What the worker's maintenance runs: settle the pending ids that
+        PostgreSQL holds (a settle lost with a crash, a rebuild's race, an
+        erase), and give back those never queued.  Returns (settled, dropped)."""
+        now = time.time() if now is None else now
+        if not self.redis.exists(self.settled_key, self.pending_key):
+            return 0, 0
+        # Ids accepted in the last minute are the settle's to handle.
+        ids = [m.decode() for m in self.redis.zrangebyscore(self.pending_key, "-inf", now - 60,
+                                                             start=0, num=RECONCILE_BATCH)]
+        count, stored = known(ids)
+        self.settle(count, stored)
+        old = [m.decode() for m in self.redis.zrangebyscore(self.pending_key, "-inf", now - UNQUEUED_AFTER_S,
+                                                             start=0, num=RECONCILE_BATCH)]
+        candidates = sorted(set(old) - set(stored))
+        dropped = sum(int(self._drop_unqueued(keys=[self.pending_key], args=[JOB_PREFIX, *chunk]))
+                      for chunk in _chunks(candidates) if chunk)
+        return len(stored), dropped
+
+
+def _is_submission_id(value):
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
