@@ -56,3 +56,5 @@ GRANT SELECT ON response_count TO survey_worker, survey_web, auditor;
 REVOKE ALL ON FUNCTION response_count_add(), response_count_remove(), response_count_recount()
     FROM PUBLIC, survey_worker, survey_web, auditor;
 
+-- The migration's own bookkeeping: the owner's alone.
+REVOKE ALL ON schema_applied FROM PUBLIC, survey_worker, survey_web, auditor;

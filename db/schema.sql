@@ -40,15 +40,32 @@ CREATE TABLE IF NOT EXISTS erasures (
 -- commits it, while the erase's DELETE cannot see the store's uncommitted row:
 -- the answer would come back.  The trigger, not the worker's INSERT, checks,
 -- so every writer (an older worker during a rolling update too) obeys it.
+-- Under REPEATABLE READ or SERIALIZABLE every statement reuses the
+-- transaction's first snapshot, and a store that waited on an erase's lock
+-- would insert the erased answer anyway: so both functions refuse to run
+-- under any level but READ COMMITTED (the worker pins it, worker/db.py; a
+-- role or database default of another level is an error, retried, not a leak).
 -- The lock is per bucket of ids (1024 of them), not per id, so a transaction
 -- storing any number of rows holds at most 1024 locks (PostgreSQL's lock table
 -- is small); stores take it shared, so stores never wait for one another, and
 -- an erase waits only for stores in its buckets.  Erases take their buckets in
 -- order, so two erases cannot deadlock; an erase of many ids (retention) and a
 -- batch store can, rarely, and PostgreSQL then fails one of them, which retries.
+CREATE OR REPLACE FUNCTION require_read_committed() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'answers are stored and erased only under READ COMMITTED, not %',
+            current_setting('transaction_isolation')
+            USING HINT = 'Begin the transaction ISOLATION LEVEL READ COMMITTED (the worker does).';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION cats_skip_erased() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
+    PERFORM require_read_committed();
     PERFORM pg_advisory_xact_lock_shared(hashtext('survey submission'), hashtext(NEW.submission_id::text) & 1023);
     IF EXISTS (SELECT FROM erasures WHERE submission_id = NEW.submission_id) THEN
         RETURN NULL;  -- erased: the row is skipped, as ON CONFLICT skips a stored one
@@ -68,6 +85,7 @@ CREATE OR REPLACE FUNCTION erase_submissions(ids uuid[]) RETURNS integer
 DECLARE
     deleted integer;
 BEGIN
+    PERFORM require_read_committed();
     PERFORM pg_advisory_xact_lock(hashtext('survey submission'), bucket)
         FROM (SELECT DISTINCT hashtext(id::text) & 1023 AS bucket FROM unnest(ids) AS id) AS buckets ORDER BY bucket;
     INSERT INTO erasures (submission_id) SELECT DISTINCT unnest(ids) ON CONFLICT (submission_id) DO NOTHING;
@@ -136,3 +154,10 @@ CREATE OR REPLACE TRIGGER cats_count_truncate AFTER TRUNCATE ON cats
 CREATE OR REPLACE TRIGGER erasures_count_truncate AFTER TRUNCATE ON erasures
     FOR EACH STATEMENT EXECUTE FUNCTION response_count_recount();
 
+-- The digest of this file and db/roles.sql as last applied (worker/migrate.py):
+-- a start with the same files applies nothing, so takes no lock on cats.
+CREATE TABLE IF NOT EXISTS schema_applied (
+    one        boolean     PRIMARY KEY DEFAULT true CHECK (one),
+    digest     text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);

@@ -5,6 +5,9 @@ accept and acknowledge TCP, so neither statement_timeout nor keepalives nor
 connect_timeout ends a wait on it.  A connection made with `bounded(s)`
 waits through `wait` (psycopg2's wait callback, set by `install`), which
 gives up after s seconds per call (connect, a query, a fetch) and closes it.
+`connect_options` gives every process's connections the same bounds: the
+server's own statement and lock timeouts, keepalives, and that client-side
+wait a little past them.
 
 Both images copy this package (web/Dockerfile, worker/Dockerfile)."""
 
@@ -15,6 +18,12 @@ import psycopg2
 import psycopg2.extensions as ext
 
 _EVENTS = {ext.POLL_READ: select.POLLIN, ext.POLL_WRITE: select.POLLOUT}
+
+# A quiet connection is probed after 5 s and dropped after 3 unanswered probes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1, "keepalives_count": 3}
+# Past its timeout a server that answers cancels the statement itself (and
+# the connection stays usable); this much later we stop waiting for a silent one.
+CLIENT_MARGIN_S = 0.5
 
 
 class DatabaseTimeout(psycopg2.OperationalError):
@@ -54,3 +63,18 @@ def wait(conn):
 def install():
     """psycopg2's wait callback is one per process: every connection, bounded or not, goes through it."""
     ext.set_wait_callback(wait)
+
+
+def connect_options(timeout, statement_timeout=None):
+    """psycopg2.connect's keyword arguments for a connection whose every wait
+    ends: the server cancels a statement after `statement_timeout` seconds
+    (default `timeout`) and a lock wait after `timeout`, and we give up on a
+    silent server a little after the longer of the two."""
+    statement_timeout = timeout if statement_timeout is None else statement_timeout
+    install()
+    return {
+        **KEEPALIVES,
+        "connect_timeout": max(2, round(timeout)),  # libpq's least; the wait bound ends it sooner
+        "options": f"-c statement_timeout={round(statement_timeout * 1000)} -c lock_timeout={round(timeout * 1000)}",
+        "connection_factory": bounded(max(timeout, statement_timeout) + CLIENT_MARGIN_S),
+    }

@@ -189,16 +189,16 @@ def test_abandoned_download_closes_its_connection(client, env):
 
 @pytest.fixture
 def read_only_url(env):
-    """The table through a role that may only SELECT from it, as an auditor's would."""
+    """The tables through a role that may only SELECT from them, as an auditor's would."""
     conn = psycopg2.connect(env["DATABASE_URL"])
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("DROP ROLE IF EXISTS results_reader_test")
         cur.execute("CREATE ROLE results_reader_test LOGIN PASSWORD 'reader'")
-        cur.execute("GRANT SELECT ON cats TO results_reader_test")
+        cur.execute("GRANT SELECT ON cats, erasures TO results_reader_test")
     yield make_dsn(env["DATABASE_URL"], user="results_reader_test", password="reader")
     with conn.cursor() as cur:
-        cur.execute("REVOKE ALL ON cats FROM results_reader_test")
+        cur.execute("REVOKE ALL ON cats, erasures FROM results_reader_test")
         cur.execute("DROP ROLE results_reader_test")
     conn.close()
 

@@ -68,3 +68,53 @@ def test_workers_starting_together_all_apply_the_schema(pg_server):
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda _: apply_schema(url, SCHEMA), range(3)))
     insert(url)
+
+
+def _store_in_flight(url):
+    """A store's transaction, open: it holds cats in ROW EXCLUSIVE, which
+    re-creating a trigger (SHARE ROW EXCLUSIVE) would wait for."""
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO cats (submission_id, name, coat, donut, submitted_at) "
+                    "VALUES (%s, 'Held', 'grey', 'maple', now())", (str(uuid.uuid4()),))
+    return conn
+
+
+def test_a_worker_start_with_the_same_schema_takes_no_lock_on_cats(pg_server):
+    from worker.migrate import migrate
+
+    url = pg_server.create_database(f"start_{uuid.uuid4().hex[:8]}")
+    config = Config.from_env({"DATABASE_URL": url})
+    migrate(config)
+    held = _store_in_flight(url)
+    try:
+        migrate(config)  # returns at once: nothing to apply, the store goes on
+        conn = psycopg2.connect(url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                        "WHERE c.relname = 'cats' AND NOT l.granted")
+            assert cur.fetchone()[0] == 0
+        conn.close()
+    finally:
+        held.rollback()
+        held.close()
+
+
+def test_a_changed_schema_gives_up_on_a_held_lock_and_is_tried_again(pg_server, tmp_path, monkeypatch):
+    from worker import migrate as migration
+
+    url = pg_server.create_database(f"changed_{uuid.uuid4().hex[:8]}")
+    migration.migrate(Config.from_env({"DATABASE_URL": url}))
+    changed = tmp_path / "schema.sql"
+    changed.write_text(SCHEMA.read_text() + "\n-- a new release\n")
+    config = Config.from_env({"DATABASE_URL": url, "SCHEMA_PATH": str(changed)})
+    monkeypatch.setattr(migration, "LOCK_TIMEOUT_S", 1)
+    held = _store_in_flight(url)
+    try:
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            migration.migrate(config)  # the worker's wait_for tries again
+    finally:
+        held.rollback()
+        held.close()
+    migration.migrate(config)
+    insert(url)

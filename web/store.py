@@ -20,26 +20,25 @@ FIND_SUBMISSION = """
     LEFT JOIN erasures AS e USING (submission_id)
 """
 
+# Stored rows only: an id with a tombstone is erased, whatever else holds it.
+# (db/schema.sql keeps the two apart; this holds if a writer ever did not.)
+NOT_ERASED = "NOT EXISTS (SELECT FROM erasures AS e WHERE e.submission_id = cats.submission_id)"
+
 # One statement, so the two tallies and the total come from one snapshot.
-TALLIES = """
+TALLIES = f"""
     SELECT coat, donut, count(*) AS cats
     FROM cats
+    WHERE {NOT_ERASED}
     GROUP BY GROUPING SETS ((coat), (donut), ())
-"""
+"""  # nosec B608 - constants only
 
 EXPORT_COLUMNS = ("submission_id", "name", "coat", "donut", "submitted_at", "stored_at")
 # bandit B608 sees a query built from strings; these are the constant column
 # names above, never input, so there is nothing to inject.
-EXPORT = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM cats ORDER BY stored_at, submission_id"  # nosec B608
+EXPORT = (f"SELECT {', '.join(EXPORT_COLUMNS)} FROM cats WHERE {NOT_ERASED} "  # nosec B608
+          "ORDER BY stored_at, submission_id")
 # Rows a server-side cursor hands over per round trip while exporting.
 EXPORT_BATCH = 1000
-
-
-# A quiet connection is probed after 5 s and dropped after 3 unanswered probes.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1, "keepalives_count": 3}
-# Past its timeout a server that answers cancels the query itself, and the
-# connection stays usable; this much later we stop waiting for a silent one.
-CLIENT_MARGIN_S = 0.5
 
 
 class Store:
@@ -49,14 +48,8 @@ class Store:
             raise ValueError(f"WEB_DB_POOL_SIZE must be at least 1, not {pool_size}")
         self.database_url = database_url
         self.pool_size = pool_size
-        pgbounds.install()
         self.readers = bounds.Slots(readers)
-        self.connect_options = {
-            **KEEPALIVES,
-            "connect_timeout": max(2, round(timeout)),  # libpq's least; ours below ends it sooner
-            "options": f"-c statement_timeout={round(timeout * 1000)}",
-            "connection_factory": pgbounds.bounded(timeout + CLIENT_MARGIN_S),
-        }
+        self.connect_options = pgbounds.connect_options(timeout)
         self._pool = None
         self._pool_pid = None
         self._pool_lock = threading.Lock()

@@ -12,19 +12,19 @@ still holds it.  The server ends a statement or a lock wait after
 WORKER_DB_TIMEOUT seconds; a server that does not answer at all (frozen,
 partitioned: its kernel still acknowledges TCP) is given up a little later by
 pgbounds' wait callback, which closes the connection.
+
+The isolation level is pinned to READ COMMITTED, whatever the server's or the
+role's default: the erase-versus-store ordering in db/schema.sql needs each
+statement to see what committed before it (and its trigger refuses to run
+under any other level).
 """
 
 import psycopg2
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
 import pgbounds
 
 from .config import DEFAULT_DB_TIMEOUT, Config
-
-# A quiet connection is probed after 10 s and dropped after 3 unanswered probes.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-# Past its timeout a server that answers cancels the statement itself; this
-# much later we stop waiting for a silent one.
-CLIENT_MARGIN_S = 2.0
 
 _url = None
 _timeout = DEFAULT_DB_TIMEOUT
@@ -44,12 +44,10 @@ def connection():
         config = Config.from_env()
         _url, _timeout = config.database_url, config.db_timeout
     if _conn is None or _conn.closed:
-        pgbounds.install()
-        ms = round(_timeout * 1000)
-        _conn = psycopg2.connect(
-            _url, connect_timeout=5, application_name="survey-worker", **KEEPALIVES,
-            options=f"-c statement_timeout={ms} -c lock_timeout={ms}",
-            connection_factory=pgbounds.bounded(_timeout + CLIENT_MARGIN_S))
+        conn = psycopg2.connect(_url, application_name="survey-worker", **pgbounds.connect_options(_timeout))
+        # Each transaction then begins ISOLATION LEVEL READ COMMITTED, explicitly.
+        conn.isolation_level = ISOLATION_LEVEL_READ_COMMITTED
+        _conn = conn
     return _conn
 
 

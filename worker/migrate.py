@@ -1,14 +1,25 @@
 """Apply db/schema.sql, then db/roles.sql: on a fresh database they create
 the table and the least-privilege roles, on an existing one they change
 nothing.  Run on every worker start (unless MIGRATE_ON_START=0) and by
-`python -m worker.migrate`, as the table's owner (DATABASE_URL)."""
+`python -m worker.migrate`, as the table's owner (DATABASE_URL).
 
+A start whose two files are those last applied (their digest is recorded in
+schema_applied) applies nothing: re-creating the triggers takes a lock on
+cats that waits for every store in flight and holds off every later one, at
+every start of every worker.  The passwords are set every time, as the
+environment may have new ones.  Every wait is bounded (pgbounds/): a lock
+held elsewhere fails the attempt after LOCK_TIMEOUT_S, and the worker tries
+again, rather than queueing the stores behind it."""
+
+import hashlib
 import logging
 import sys
 
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
+
+import pgbounds
 
 from .config import Config
 
@@ -18,11 +29,21 @@ log = logging.getLogger(__name__)
 # against a concurrent twin, so they take turns.
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('survey schema'))"
 SET_PASSWORD = "ALTER ROLE {} PASSWORD %s"
+APPLIED = "SELECT digest FROM schema_applied"
+HAS_APPLIED = "SELECT to_regclass('public.schema_applied') IS NOT NULL"
+RECORD_APPLIED = """
+    INSERT INTO schema_applied (digest) VALUES (%s)
+    ON CONFLICT (one) DO UPDATE SET digest = EXCLUDED.digest, applied_at = now()
+"""
+LOCK_TIMEOUT_S = 10
+# Long enough for a first count of millions of rows, or a new index on them.
+STATEMENT_TIMEOUT_S = 600
 
 
 def _apply(database_url, work):
     """work(cursor), in one transaction, holding the schema lock."""
-    conn = psycopg2.connect(database_url, connect_timeout=5, application_name="survey-migrate")
+    conn = psycopg2.connect(database_url, application_name="survey-migrate",
+                            **pgbounds.connect_options(LOCK_TIMEOUT_S, STATEMENT_TIMEOUT_S))
     try:
         with conn, conn.cursor() as cur:
             cur.execute(SCHEMA_LOCK)
@@ -61,9 +82,33 @@ def set_passwords(database_url, passwords):
     _apply(database_url, lambda cur: _set_passwords(cur, passwords))
 
 
+def _applied(cur):
+    cur.execute(HAS_APPLIED)
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute(APPLIED)
+    row = cur.fetchone()
+    return row and row[0]
+
+
 def migrate(config):
-    apply_schema(config.migrate_url, config.schema_path)
-    apply_roles(config.migrate_url, config.roles_path, config.role_passwords)
+    """Apply both files unless they are the ones last applied; set the passwords."""
+    schema, roles = config.schema_path.read_text(), config.roles_path.read_text()
+    digest = hashlib.sha256(f"{schema}\0{roles}".encode()).hexdigest()
+    done = []
+
+    def work(cur):
+        # Under the schema lock: a twin that applied them first is seen here.
+        if _applied(cur) != digest:
+            cur.execute(schema)
+            cur.execute(roles)
+            cur.execute(RECORD_APPLIED, (digest,))
+            done.append(True)
+        _set_passwords(cur, config.role_passwords)
+    _apply(config.migrate_url, work)
+    log.info("schema %s and roles %s %s%s", config.schema_path, config.roles_path,
+             "applied" if done else f"already applied ({digest[:12]})",
+             f"; passwords set for {', '.join(sorted(config.role_passwords))}" if config.role_passwords else "")
 
 
 def main():
