@@ -31,18 +31,21 @@ class DatabaseTimeout(psycopg2.OperationalError):
 
 
 class BoundedConnection(ext.connection):
-    """A connection whose every wait ends after wait_timeout seconds (None: no bound).
+    """A connection whose every wait ends after wait_timeout seconds (None: no
+    bound), and whose connect ends after connect_timeout (default the same).
 
     Set before connecting, so the connect itself is bounded too."""
 
-    def __init__(self, dsn, *args, wait_timeout=None, **kwargs):
-        self.wait_timeout = wait_timeout
+    def __init__(self, dsn, *args, wait_timeout=None, connect_timeout=None, **kwargs):
+        self.wait_timeout = wait_timeout if connect_timeout is None else connect_timeout
         super().__init__(dsn, *args, **kwargs)
+        self.wait_timeout = wait_timeout
 
 
-def bounded(wait_timeout):
+def bounded(wait_timeout, connect_timeout=None):
     """A connection_factory for psycopg2.connect."""
-    return lambda dsn, **kwargs: BoundedConnection(dsn, wait_timeout=wait_timeout, **kwargs)
+    return lambda dsn, **kwargs: BoundedConnection(dsn, wait_timeout=wait_timeout,
+                                                   connect_timeout=connect_timeout, **kwargs)
 
 
 def wait(conn):
@@ -69,12 +72,13 @@ def connect_options(timeout, statement_timeout=None):
     """psycopg2.connect's keyword arguments for a connection whose every wait
     ends: the server cancels a statement after `statement_timeout` seconds
     (default `timeout`) and a lock wait after `timeout`, and we give up on a
-    silent server a little after the longer of the two."""
+    silent server a little after the longer of the two (a connect, a little
+    after `timeout`)."""
     statement_timeout = timeout if statement_timeout is None else statement_timeout
     install()
     return {
         **KEEPALIVES,
         "connect_timeout": max(2, round(timeout)),  # libpq's least; the wait bound ends it sooner
         "options": f"-c statement_timeout={round(statement_timeout * 1000)} -c lock_timeout={round(timeout * 1000)}",
-        "connection_factory": bounded(max(timeout, statement_timeout) + CLIENT_MARGIN_S),
+        "connection_factory": bounded(max(timeout, statement_timeout) + CLIENT_MARGIN_S, timeout + CLIENT_MARGIN_S),
     }

@@ -8,6 +8,19 @@ help, so the worker fails its job at once (worker/failures.py)."""
 import uuid
 from datetime import datetime
 
+# The jobs, named by string so the web never imports the worker's code (or
+# its image).  Jobs queued by an earlier release keep the worker.jobs names
+# (worker/jobs.py still has them).
+STORE_JOB = "worker.jobs.store_submission"
+ERASE_JOB = "worker.erasure.erase_submission"
+
+# The defaults of settings both services read (web/config.py, worker/config.py).
+DEFAULT_JOB_TIMEOUT = 30
+# CSRF_TIME_LIMIT: a form token (web/bots.py) and the CSRF token live this
+# long, as long as a visitor might leave the form open; the worker keeps an
+# erased id's mark as long.
+DEFAULT_CSRF_TIME_LIMIT = 24 * 3600
+
 # Bump when a field changes meaning or type; a worker refuses versions it does not know.
 VERSION = 1
 # name: type, in the order of the table's columns.
@@ -43,6 +56,11 @@ def parse(payload):
     except ValueError as exc:
         raise PayloadError(f"payload field unreadable: {exc}") from None
     return {name: payload[name] for name in FIELDS}
+
+
+def erase_job_id(submission_id):
+    # Not the submission id, which the store job holds: both may be in the queue at once.
+    return f"erase-{submission_id}"
 
 
 def erased_key(submission_id):

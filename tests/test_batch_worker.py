@@ -11,11 +11,12 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from submission import STORE_JOB
 from tests.conftest import store_job_gone
 from tests.servers import free_port
-from worker import db, failures, jobs, metrics
+from worker import db, erasure, failures, jobs, metrics
 from worker.__main__ import build_worker
-from worker.batch_worker import STORE_JOB, BatchWorker
+from worker.batch_worker import BatchWorker
 from worker.config import Config
 from worker.survey_worker import SurveyWorker
 
@@ -163,7 +164,7 @@ def test_one_bad_row_fails_alone_and_at_once(app, env, redis, rows, run_worker):
 
 
 def test_a_batch_the_database_refuses_retries_each_job(app, env, redis, monkeypatch):
-    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    monkeypatch.setattr(db.time, "sleep", lambda s: None)
     db.configure(f"postgresql://survey@127.0.0.1:{free_port()}/survey")  # nothing listens there
     ids = enqueue(app, *[submission() for _ in range(JOBS)])
     retried = metrics.JOBS.labels(outcome="retried")._value.get()
@@ -268,7 +269,7 @@ class ErasesBeforeTheStart(BatchWorker):
     """Between taking the ids and starting them, the erase of one runs (on another worker)."""
 
     def _start(self, job, ids, queue):
-        jobs.erase_submission(ids[1], self.connection)
+        erasure.erase_submission(ids[1], self.connection)
         return super()._start(job, ids, queue)
 
 

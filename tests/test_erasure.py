@@ -8,13 +8,14 @@ from datetime import datetime, timezone
 
 import psycopg2
 import pytest
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from tests.conftest import hidden_fields, redis_holding, store_job_gone
+from submission import STORE_JOB, erased_key
 from submission.cap import Cap
-from worker import jobs
+from tests.conftest import hidden_fields, redis_holding, store_job_gone
+from worker import erasure, jobs
 
 
 def submission(**fields):
@@ -71,24 +72,24 @@ def wait_for(predicate, timeout=10):
 def test_erase_leaves_a_tombstone_and_no_answer(env, owner, redis, rows):
     sub = submission()
     jobs.store_submission(sub)
-    assert jobs.erase_submission(sub["id"], redis) == {"erased": True}
+    assert erasure.erase_submission(sub["id"], redis) == {"erased": True}
     assert rows() == []
     conn = owner()
     assert tombstones(conn) == [sub["id"]]
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM erasures")
         assert [c.name for c in cur.description] == ["submission_id", "erased_at"]  # no answers
-    assert jobs.erase_submission(sub["id"], redis) == {"erased": False}  # again: nothing more
+    assert erasure.erase_submission(sub["id"], redis) == {"erased": False}  # again: nothing more
     assert tombstones(conn) == [sub["id"]]
 
 
 def test_a_store_after_the_erase_stores_nothing(env, redis, rows):
     """The erase arrived while the store was queued, or the store was re-delivered."""
     first, second = submission(), submission()
-    jobs.erase_submission(first["id"], redis)
+    erasure.erase_submission(first["id"], redis)
     assert jobs.store_submission(first) == {"inserted": False}
     jobs.store_submission(second)
-    jobs.erase_submission(second["id"], redis)
+    erasure.erase_submission(second["id"], redis)
     # The batched insert obeys the tombstones too.
     assert jobs.store_submissions([first, second], Cap(redis, "submissions")) == [{"inserted": False}] * 2
     assert rows() == []
@@ -115,7 +116,7 @@ def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, redis, 
     """The store's insert is not committed when the erase starts: the erase
     waits for it, then deletes the row it committed."""
     sub = submission()
-    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: jobs.erase_submission(sub["id"], redis))
+    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: erasure.erase_submission(sub["id"], redis))
     assert erased == {"erased": True}
     assert rows() == []
     assert tombstones(watcher) == [sub["id"]]
@@ -125,7 +126,7 @@ def test_a_store_arriving_while_an_erase_is_in_flight_stores_nothing(env, owner,
     """The erase has not committed its tombstone when the store checks for
     one: the store waits for it, then skips the row."""
     sub = submission()
-    stored, _ = interleave(owner, jobs.ERASE, {"ids": [sub["id"]]}, lambda: jobs.store_submission(sub))
+    stored, _ = interleave(owner, erasure.ERASE, {"ids": [sub["id"]]}, lambda: jobs.store_submission(sub))
     assert stored == {"inserted": False}
     assert rows() == []
 
@@ -142,21 +143,21 @@ def test_retention_erases_only_answers_older_than_its_days(env, owner, redis, ro
     with conn, conn.cursor() as cur:
         cur.execute("UPDATE cats SET stored_at = now() - interval '31 days', submitted_at = now() - interval '31 days' "
                     "WHERE submission_id = ANY (%s::uuid[])", ([s["id"] for s in old],))
-    assert as_job(redis, jobs.erase_expired, days=30) == {"erased": 3}
+    assert as_job(redis, erasure.erase_expired, days=30) == {"erased": 3}
     assert [r["submission_id"] for r in rows()] == [recent["id"]]
     assert tombstones(conn) == sorted(s["id"] for s in old)
     # Re-delivered, the old store jobs bring nothing back.
     assert jobs.store_submissions(old, Cap(redis, "submissions")) == [{"inserted": False}] * 3
-    assert as_job(redis, jobs.erase_expired, days=30) == {"erased": 0}
+    assert as_job(redis, erasure.erase_expired, days=30) == {"erased": 0}
     assert len(rows()) == 1
 
 
 def erase_from_receipt(client, sid):
-    """What the visitor does: open the receipt, press "Erase my answer"."""
+    """What the visitor does: open the receipt, press "Erase my answer" (or, after a failed erase, "Ask again")."""
     page = client.get(f"/submissions/{sid}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "Erase my answer" in html
+    assert "Erase my answer" in html or "Ask again to erase it" in html
     return client.post(f"/submissions/{sid}/erase", data={"csrf_token": hidden_fields(html)["csrf_token"]})
 
 
@@ -210,7 +211,7 @@ def test_an_erase_deletes_the_store_job_still_queued(app, client, post_form, fre
     sid = hidden["submission_id"]
     assert post_form(hidden, name="Queued Quentin").status_code == 303
     assert redis_holding(redis, "Queued Quentin") == [f"rq:job:{sid}"]  # the check can see it
-    assert jobs.erase_submission(sid, redis) == {"erased": False}
+    assert erasure.erase_submission(sid, redis) == {"erased": False}
     assert queue(redis).job_ids == [] and app.extensions["submission_queue"].depth() == 0
     assert store_job_gone(redis, sid, "Queued Quentin")
     run_worker()
@@ -242,7 +243,7 @@ def test_an_erase_leaves_a_running_store_job_alone(app, owner, redis, rows):
     assert app.extensions["submission_queue"].enqueue(sub)
     job = Job.fetch(sub["id"], connection=redis, serializer=JSONSerializer)
     job.set_status(JobStatus.STARTED)
-    assert jobs.erase_submission(sub["id"], redis) == {"erased": False}
+    assert erasure.erase_submission(sub["id"], redis) == {"erased": False}
     assert job.get_status(refresh=True) == JobStatus.STARTED
     assert jobs.store_submission(job.kwargs["submission"]) == {"inserted": False}
     assert rows() == [] and tombstones(owner()) == [sub["id"]]
@@ -310,3 +311,96 @@ def test_the_retention_probe_sees_the_schedulers_heartbeat(env, redis):
     cron.register_birth()
     cron.heartbeat()
     assert check(redis) == 0
+
+
+def test_an_erased_id_is_refused_for_as_long_as_a_form_token_for_it_lives(
+        app, client, post_form, fresh_form, redis, run_worker, rows):
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden, name="Back Button Bella").status_code == 303
+    run_worker()
+    assert erase_from_receipt(client, sid).status_code == 303
+    run_worker()
+    mark_ttl = redis.ttl(erased_key(sid))
+    assert app.config["WTF_CSRF_TIME_LIMIT"] < mark_ttl <= app.config["WTF_CSRF_TIME_LIMIT"] + 3600
+    # Long after the erase job's result expired (JOB_RESULT_TTL), the form sent again:
+    redis.delete(f"rq:job:erase-{sid}")
+    again = post_form(hidden, name="Back Button Bella")
+    assert again.status_code == 410 and "This answer was erased" in again.get_data(as_text=True)
+    assert store_job_gone(redis, sid, "Back Button Bella")
+
+
+def test_a_retry_the_scheduler_writes_back_after_the_erase_goes_at_the_second_pass(
+        app, env, owner, redis, rows, monkeypatch):
+    """RQ's scheduler reads a due retry, then saves it whole onto the queue,
+    with no WATCH: an erase in between deletes a job that then comes back."""
+    import rq.scheduler
+    from rq.scheduler import RQScheduler
+
+    sub = submission(name="Scheduled Sally")
+    sid = sub["id"]
+    q = queue(redis)
+    q.enqueue_at(datetime.now(timezone.utc), STORE_JOB, submission=sub, job_id=sid)  # a retry, due now
+    scheduler = RQScheduler([q], connection=redis, serializer=JSONSerializer)
+    assert scheduler.acquire_locks()
+    fetch_many = Job.fetch_many
+
+    def fetched_then_erased(*args, **kwargs):
+        jobs_read = fetch_many(*args, **kwargs)
+        assert erasure.erase_submission(sid, redis) == {"erased": False}
+        assert redis_holding(redis, "Scheduled Sally") == []  # the first pass deleted it...
+        return jobs_read
+    monkeypatch.setattr(rq.scheduler.Job, "fetch_many", fetched_then_erased)
+    scheduler.enqueue_scheduled_jobs()
+    monkeypatch.undo()
+    scheduler.release_locks()
+    assert redis_holding(redis, "Scheduled Sally") == [f"rq:job:{sid}"]  # ...and the scheduler wrote it back
+    # Not yet due: the second pass waits for a store that may be running to end.
+    assert erasure.run_second_passes(redis) == 0 and redis_holding(redis, "Scheduled Sally")
+    due = time.time() + app.config["JOB_TIMEOUT"] + erasure.SECOND_PASS_MARGIN_S + 1
+    assert erasure.run_second_passes(redis, now=due) == 1
+    assert store_job_gone(redis, sid, "Scheduled Sally") and q.job_ids == []
+    assert redis.zcard(erasure.SECOND_PASS_KEY) == 0
+
+
+def test_the_second_pass_waits_for_a_running_store_then_deletes_its_result(app, owner, redis, rows):
+    sub = submission(name="Running Rita")
+    assert app.extensions["submission_queue"].enqueue(sub)
+    job = Job.fetch(sub["id"], connection=redis, serializer=JSONSerializer)
+    job.set_status(JobStatus.STARTED)
+    erasure.erase_submission(sub["id"], redis)
+    due = time.time() + app.config["JOB_TIMEOUT"] + erasure.SECOND_PASS_MARGIN_S + 1
+    assert erasure.run_second_passes(redis, now=due) == 0  # still running: looked at again later
+    assert redis.zcard(erasure.SECOND_PASS_KEY) == 1
+    job.set_status(JobStatus.FINISHED)  # it ended, storing nothing, its answers kept as its result
+    later = due + app.config["JOB_TIMEOUT"] + erasure.SECOND_PASS_MARGIN_S + 1
+    assert erasure.run_second_passes(redis, now=later) == 1
+    assert store_job_gone(redis, sub["id"], "Running Rita")
+
+
+def test_an_erase_that_failed_for_good_can_be_asked_for_again(
+        app, client, owner, post_form, fresh_form, redis, run_worker, rows, monkeypatch):
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden).status_code == 303
+    run_worker()
+    conn = owner()
+    conn.autocommit = True
+    with conn.cursor() as cur:  # an erase that cannot succeed by waiting (not an outage)
+        cur.execute("ALTER FUNCTION erase_submissions(uuid[]) RENAME TO erase_submissions_away")
+    try:
+        app.extensions["submission_queue"].retry = Retry(max=1)  # at once, once
+        assert erase_from_receipt(client, sid).status_code == 303
+        run_worker()
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("ALTER FUNCTION erase_submissions_away(uuid[]) RENAME TO erase_submissions")
+    assert queue(redis).failed_job_registry.get_job_ids() == [f"erase-{sid}"]
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    assert 'data-state="erase_failed"' in page and "Erasing it failed" in page and "Ask again to erase it" in page
+    assert len(rows()) == 1
+    assert erase_from_receipt(client, sid).status_code == 303
+    assert queue(redis).job_ids == [f"erase-{sid}"] and queue(redis).failed_job_registry.count == 0
+    run_worker()
+    assert rows() == []
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"

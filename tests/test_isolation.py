@@ -10,7 +10,7 @@ import pytest
 
 from web.store import Store
 from worker import db as worker_db
-from worker import jobs
+from worker import erasure, jobs
 from worker.config import Config
 from worker.migrate import migrate
 
@@ -74,7 +74,7 @@ def test_a_store_waiting_on_an_erase_stays_erased_under_a_repeatable_read_role(r
     # And the worker's connection still stores and erases under that role.
     other = str(uuid.uuid4())
     jobs.store_submission(submission(other))
-    assert jobs.erase_submission(other, connection=redis) == {"erased": True}
+    assert erasure.erase_submission(other, connection=redis) == {"erased": True}
 
 
 def test_the_exports_and_tallies_leave_out_a_tombstoned_id(repeatable_read_db):

@@ -9,7 +9,7 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from tests.scrape import samples, value
-from web.submissions import STORE_JOB
+from submission import STORE_JOB
 from worker.__main__ import build_worker
 from worker.config import Config as WorkerConfig
 

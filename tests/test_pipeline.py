@@ -6,7 +6,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from web.submissions import STORE_JOB
+from submission import STORE_JOB
 
 
 def queue(redis):

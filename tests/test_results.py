@@ -136,10 +136,10 @@ def test_jsonl_has_the_same_rows_as_json_lines_for_the_auditor_only(client, env,
 
 
 def test_erased_answers_leave_the_exports_and_the_tallies(client, env, redis, rows):
-    from worker import db, jobs
+    from worker import db, erasure
     kept, erased = insert(env["DATABASE_URL"], [("Kept", "tabby", "glazed"), ("Erased", "black", "maple")])
     db.configure(env["DATABASE_URL"])
-    jobs.erase_submission(erased, redis)
+    erasure.erase_submission(erased, redis)
     csv_text = client.get("/results.csv", auth=AUDITOR).get_data(as_text=True)
     jsonl = client.get("/results.jsonl", auth=AUDITOR).get_data(as_text=True)
     assert kept in csv_text and kept in jsonl

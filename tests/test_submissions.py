@@ -7,7 +7,8 @@ import uuid
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from web.submissions import STORE_JOB, SubmissionQueue
+from submission import STORE_JOB
+from web.submissions import SubmissionQueue
 
 TIMES = {b"created_at", b"enqueued_at"}
 

@@ -9,6 +9,7 @@ import secrets
 from psycopg2.extensions import make_dsn
 
 import survey
+from submission import DEFAULT_CSRF_TIME_LIMIT, DEFAULT_JOB_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +144,12 @@ def from_env(env=os.environ):
         # A job retries a database outage for about 30 minutes before it is
         # parked in RQ's failed registry, where it stays for 30 days.
         "JOB_RETRY_INTERVALS": [int(s) for s in env.get("JOB_RETRY_INTERVALS", "1,2,5,10,30,60,120,300,600,600").split(",")],
-        "JOB_TIMEOUT": int(env.get("JOB_TIMEOUT", "30")),
+        "JOB_TIMEOUT": int(env.get("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)),
         "JOB_FAILURE_TTL": int(env.get("JOB_FAILURE_TTL", str(30 * 24 * 3600))),
         "JOB_RESULT_TTL": int(env.get("JOB_RESULT_TTL", "60")),
         # Far above any valid form, far below anything that costs us memory.
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", "16384")),
-        # Tokens live as long as a visitor might leave the form open.
-        "WTF_CSRF_TIME_LIMIT": int(env.get("CSRF_TIME_LIMIT", str(24 * 3600))),
+        "WTF_CSRF_TIME_LIMIT": int(env.get("CSRF_TIME_LIMIT", DEFAULT_CSRF_TIME_LIMIT)),
         # The session cookie carries the CSRF secret: not for scripts, not for other sites' posts.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

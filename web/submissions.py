@@ -4,18 +4,15 @@ import logging
 import time
 
 import redis
-from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+import redisbounds
 import submission as payload
+from submission import ERASE_JOB, STORE_JOB, erase_job_id
 from submission.cap import KNOWN, Cap
-
-# Named by string so the web never imports the worker's code (or its image).
-STORE_JOB = "worker.jobs.store_submission"
-ERASE_JOB = "worker.jobs.erase_submission"
 
 
 log = logging.getLogger(__name__)
@@ -27,16 +24,11 @@ GLANCE_TIMEOUT_S = 0.25
 GLANCE_BACKOFF_S = 5
 
 
-def erase_job_id(submission_id):
-    # Not the submission id, which the store job holds: both may be in the queue at once.
-    return f"erase-{submission_id}"
-
-
 class SubmissionQueue:
     def __init__(self, config):
         # Short timeouts: while Redis is down a visitor should get our 503
         # page in about a second, not wait on a hanging socket.
-        self.redis = Redis.from_url(config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2)
+        self.redis = redisbounds.connect(config["REDIS_URL"], reply_timeout=2, connect_timeout=1)
         self.queue = Queue(config["QUEUE_NAME"], connection=self.redis, serializer=JSONSerializer)
         self.retry = Retry(max=len(config["JOB_RETRY_INTERVALS"]), interval=config["JOB_RETRY_INTERVALS"])
         self.job_options = {
@@ -52,8 +44,8 @@ class SubmissionQueue:
         # MAX_RESPONSES's count (submission/cap.py): one entry per answer
         # not yet stored, only while a cap is set.
         self.cap = Cap(self.redis, config["QUEUE_NAME"])
-        self._glance = Cap(Redis.from_url(config["REDIS_URL"], socket_connect_timeout=GLANCE_TIMEOUT_S,
-                                          socket_timeout=GLANCE_TIMEOUT_S), config["QUEUE_NAME"])
+        self._glance = Cap(redisbounds.connect(config["REDIS_URL"], GLANCE_TIMEOUT_S, GLANCE_TIMEOUT_S),
+                           config["QUEUE_NAME"])
         self._glance_failed_at = None
 
     def accept(self, submission_id, cap):
@@ -101,11 +93,22 @@ class SubmissionQueue:
     def enqueue_erase(self, submission_id):
         """Queue the erase job; False when it was already queued (a double click).
 
-        Through the queue like a store, with the same retries: the worker's
+        Through the queue like a store, with the same back-off: the worker's
         erase is ordered against the store in the database (db/schema.sql),
         so the two jobs may run in either order."""
-        return self._enqueue_once(ERASE_JOB, {"submission_id": submission_id}, erase_job_id(submission_id),
+        job_id = erase_job_id(submission_id)
+        if self.state(job_id) == "failed":
+            # Asked again after it failed for good: a fresh job, with fresh retries.
+            # (An outage never gets it here: worker/failures.py keeps it retrying.)
+            self._delete(job_id)
+        return self._enqueue_once(ERASE_JOB, {"submission_id": submission_id}, job_id,
                                   f"erase submission {submission_id}")
+
+    def _delete(self, job_id):
+        try:
+            Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).delete()
+        except NoSuchJobError:
+            pass  # another request got there first
 
     def _enqueue_once(self, function, kwargs, job_id, description):
         job = self.queue.create_job(function, kwargs=kwargs, job_id=job_id, retry=self.retry,

@@ -13,35 +13,20 @@ import time
 # worker's counters among the web's.  prometheus-client reads it on import.
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
-import psycopg2
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+import redisbounds
 import survey
 
 from . import db, failures, logs, metrics
 from .batch_worker import BatchWorker
 from .config import Config
 from .migrate import migrate
+from .wait import wait_for
 
 log = logging.getLogger("worker")
-
-
-def wait_for(what, attempt, deadline=None):
-    """Retry `attempt` with backoff: in a stack started all at once the worker
-    often comes up before its servers, and should wait rather than crash.
-    Without a deadline it waits for as long as it takes."""
-    delay = 0.2
-    while True:
-        try:
-            return attempt()
-        except (redis.RedisError, psycopg2.OperationalError) as exc:
-            if deadline is not None and time.monotonic() > deadline:
-                raise
-            log.warning("waiting for %s: %s", what, str(exc).strip())
-            time.sleep(delay)
-            delay = min(delay * 2, 5)
 
 
 def build_worker(config, connection):
@@ -53,9 +38,10 @@ def build_worker(config, connection):
         serializer=JSONSerializer,
         maintenance_interval=config.maintenance_interval,
         worker_ttl=config.worker_ttl,
-        # First spend a permanent failure's retries, then count retries and
-        # final failures; then RQ handles the job as usual.
-        exception_handlers=[failures.fail_fast, metrics.count_failure],
+        # First spend a permanent failure's retries, keep an erase retrying
+        # through an outage, then count retries and final failures; then RQ
+        # handles the job as usual.
+        exception_handlers=[failures.fail_fast, failures.erase_until_done, metrics.count_failure],
     )
 
 
@@ -102,7 +88,8 @@ def main(argv=None, startup_timeout=300):
     burst = "--burst" in (argv or sys.argv[1:])
     deadline = time.monotonic() + startup_timeout
 
-    connection = redis.Redis.from_url(config.redis_url)
+    # RQ raises the reply timeout above its blocking dequeue's (WORKER_TTL - 5 s).
+    connection = redisbounds.connect(config.redis_url)
     wait_for("redis", connection.ping, deadline)
     if config.migrate_on_start:
         wait_for("postgresql", lambda: migrate(config), deadline)

@@ -53,12 +53,11 @@ from rq.worker import WorkerStatus
 from rq.utils import now
 
 import submission as payload
+from submission import STORE_JOB
 from submission.cap import Cap
 
 from . import jobs
 from .survey_worker import SurveyWorker
-
-STORE_JOB = "worker.jobs.store_submission"
 
 # LPOP with a count, then RPUSH onto the intermediate list, in one atomic
 # step: an id is always on one of the two lists (RQ's LMOVE keeps the same promise).

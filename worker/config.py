@@ -8,12 +8,13 @@ from pathlib import Path
 from psycopg2.extensions import make_dsn
 
 import survey
+from submission import DEFAULT_CSRF_TIME_LIMIT, DEFAULT_JOB_TIMEOUT
 
 DB_DIR = Path(__file__).resolve().parent.parent / "db"
 DEFAULT_SCHEMA = DB_DIR / "schema.sql"
 DEFAULT_ROLES = DB_DIR / "roles.sql"
 DEFAULT_DATABASE_URL = "postgresql://survey@127.0.0.1:15432/survey"
-# Below JOB_TIMEOUT (30 s), with room for worker/db.py's margin and the pause after a failure.
+# Below JOB_TIMEOUT (30 s), with room for pgbounds' margin and the pause after a failure.
 DEFAULT_DB_TIMEOUT = 10.0
 
 # The database roles of db/roles.sql, and the variables holding their passwords.
@@ -74,8 +75,12 @@ class Config:
     # (worker/batch_worker.py); 1 stores each job alone, as RQ does.
     batch_size: int
     # Seconds the server may spend on one statement, or waiting for a lock,
-    # before it ends it; keep it (+ 2 s, worker/db.py) below JOB_TIMEOUT.
+    # before it ends it; keep it (+ pgbounds' margin and the pause after a failure) below JOB_TIMEOUT.
     db_timeout: float
+    # The web's job timeout and form token lifetime (submission/): how long the
+    # erasure waits for its second pass, and keeps an erased id's mark.
+    job_timeout: int
+    form_token_ttl: int
     # Where the worker writes its RQ name, for the container healthcheck to find.
     name_file: Path
     log_level: str
@@ -112,6 +117,8 @@ class Config:
             worker_ttl=int(env.get("WORKER_TTL", "45")),
             batch_size=max(1, int(env.get("WORKER_BATCH_SIZE", "200"))),
             db_timeout=float(env.get("WORKER_DB_TIMEOUT", str(DEFAULT_DB_TIMEOUT))),
+            job_timeout=int(env.get("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)),
+            form_token_ttl=int(env.get("CSRF_TIME_LIMIT", DEFAULT_CSRF_TIME_LIMIT)),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
             log_format=env.get("LOG_FORMAT", "text"),

@@ -1,12 +1,12 @@
 """`python -m worker.erase ID [ID ...]`: the auditor's erase, by submission id.
 
-Runs the worker's own erase job at once, with the worker's database role
-(WORKER_DATABASE_URL): the auditor's role still cannot delete, and the erase
-is the same one the receipt's button queues, tombstone included, so a store
-of that id still queued or re-delivered later stores nothing, and its store
-job, answers included, is deleted from Redis (REDIS_URL) unless a worker is
-running it.  Run it where the worker runs (docker compose exec worker ...,
-kubectl exec deploy/survey-worker ...)."""
+Runs the erase job (worker/erasure.py) at once, with the worker's database
+role (WORKER_DATABASE_URL): the auditor's role still cannot delete, and the
+erase is the same one the receipt's button queues, tombstone included, so a
+store of that id still queued or re-delivered later stores nothing, and its
+store job, answers included, is deleted from Redis (REDIS_URL).  Run it
+where the worker runs (docker compose exec worker ..., kubectl exec
+deploy/survey-worker ...)."""
 
 import argparse
 import sys
@@ -15,7 +15,9 @@ import uuid
 import psycopg2
 import redis
 
-from . import db, jobs
+import redisbounds
+
+from . import erasure
 from .config import Config
 
 
@@ -24,18 +26,15 @@ def main(argv=None):
     parser.add_argument("ids", nargs="+", metavar="ID", type=uuid.UUID, help="a submission id (the receipt's)")
     args = parser.parse_args(argv)
     config = Config.from_env()
-    db.configure(config.database_url, config.db_timeout)
-    connection = redis.Redis.from_url(config.redis_url)
+    connection = redisbounds.connect(config.redis_url)
     try:
-        for sid in args.ids:
-            erased = jobs.erase_submission(str(sid), connection)["erased"]
+        for sid, erased in erasure.erase_now(args.ids, config, connection):
             print(f"{sid} erased" if erased else f"{sid}: no stored answer; tombstone kept, it will never be stored")
     except (psycopg2.Error, redis.RedisError) as exc:
         # Run it again: the erase is idempotent, and a tombstone already written stays.
         print(f"could not erase: {exc}", file=sys.stderr)
         return 1
     finally:
-        db.discard()
         connection.close()
     return 0
 

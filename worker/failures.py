@@ -7,7 +7,10 @@ back-offs (about 30 minutes) before reaching the failed registry anyway."""
 
 import psycopg2
 
-from submission import PayloadError
+from submission import ERASE_JOB, PayloadError
+
+# An erase job queued by an earlier release has the older name.
+ERASE_JOBS = (ERASE_JOB, "worker.jobs.erase_submission")
 
 # IntegrityError covers CheckViolation and NotNullViolation; DataError covers
 # values too long or unreadable (a malformed uuid or timestamp).
@@ -22,3 +25,20 @@ def fail_fast(job, exc_type, exc_value, traceback):
     if exc_type is not None and issubclass(exc_type, PERMANENT):
         job.retries_left = 0
     return True  # let the next handler and RQ's default handling go on
+
+
+# Failures a later try can get past: the database away, or not answering.
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def erase_until_done(job, exc_type, exc_value, traceback):
+    """An RQ exception handler: an erase that fails because the database is
+    away is never given up (RQ would park it in the failed registry after
+    its last retry, and the answer would stay).  It keeps its place and
+    retries at its last, longest back-off, for as long as the outage lasts.
+    RQ takes the interval from how many retries are left (the last with one
+    left), so one is left each time."""
+    if (exc_type is not None and issubclass(exc_type, TRANSIENT) and job.func_name in ERASE_JOBS
+            and job.retry_intervals and (job.retries_left or 0) < 1):
+        job.retries_left = 1
+    return True

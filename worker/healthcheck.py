@@ -10,6 +10,8 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.worker_registration import get_keys
 
+import redisbounds
+
 from .config import Config
 
 
@@ -18,7 +20,7 @@ def check(config):
         name = config.name_file.read_text().strip()
     except OSError:
         return "the worker has not registered yet"
-    connection = redis.Redis.from_url(config.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    connection = redisbounds.connect(config.redis_url, reply_timeout=2)
     key = SimpleWorker.redis_worker_namespace_prefix + name
     # A worker that shut down keeps its key for a minute, but leaves the registry at once.
     if key not in get_keys(connection=connection):

@@ -1,13 +1,10 @@
-"""The jobs: write one submission as one row, and the batched form of it
-(store_submissions) that worker/batch_worker.py runs for many jobs at once;
-erase one (erase_submission), and erase every answer older than the
-retention time (erase_expired)."""
+"""The store jobs: write one submission as one row, and the batched form of
+it (store_submissions) that worker/batch_worker.py runs for many jobs at
+once.  The erase jobs are worker/erasure.py's."""
 
 import logging
-import time
 import uuid
 
-import psycopg2
 import redis
 from rq import get_current_job
 
@@ -15,8 +12,10 @@ import submission as payload
 from submission import cap
 from submission.cap import Cap
 
-from . import db, metrics
-from .forget import forget_store_job, forget_store_jobs
+from . import metrics
+# Jobs queued by an earlier release name the erase jobs here.
+from .erasure import erase_expired, erase_submission  # noqa: F401
+from .db import execute
 
 log = logging.getLogger(__name__)
 
@@ -43,51 +42,13 @@ INSERT_SUBMISSIONS = """
 # Neither insert checks for a tombstone: the table's trigger does, under a
 # lock that orders it against an erase (db/schema.sql), so an erased id is
 # skipped like a stored one and its job reports "not inserted".
-ERASE = "SELECT erase_submissions(%(ids)s::uuid[])"
-# Oldest first, a bounded number at a time: one short transaction each, well
-# inside WORKER_DB_TIMEOUT, and a bounded number of locks held at once.
-EXPIRED = """
-    SELECT coalesce(array_agg(submission_id::text), '{}') FROM (
-        SELECT submission_id FROM cats WHERE stored_at < now() - make_interval(days => %(days)s)
-        ORDER BY stored_at LIMIT %(limit)s
-    ) AS expired
-"""
-EXPIRED_BATCH = 500
-
-
-# While PostgreSQL is down every job fails at once, and a worker would spin
-# through the whole queue failing and rescheduling each one: measured, two
-# workers burned a full core of a 2-core machine that way during a 10 s
-# outage, taking it from the web that keeps accepting.  Pausing before the
-# failure is reported keeps the worker near idle; the job still fails and
-# retries with RQ's back-off, and every job behind it waits safely queued.
-PAUSE_WHEN_DATABASE_DOWN_S = 1.0
-
-
-def _execute(statement, params, then=None):
-    """Every row `statement` returns, in one transaction; with `then`, a
-    second statement's first row too, read in the same transaction."""
-    try:
-        conn = db.connection()
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            rows = cur.fetchall()
-            if then is None:
-                return rows
-            cur.execute(then)
-            return rows, cur.fetchone()
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
-        # The server went away: drop the connection so the retry reconnects.
-        db.discard()
-        time.sleep(PAUSE_WHEN_DATABASE_DOWN_S)
-        raise
 
 
 def store_submission(submission):
     """Store one submission; return whether this call inserted the row."""
     submission = payload.parse(submission)
     # No row when it was already there.
-    rows, (count,) = _execute(INSERT_SUBMISSION, submission, then=cap.RESPONSE_COUNT)
+    rows, (count,) = execute(INSERT_SUBMISSION, submission, then=cap.RESPONSE_COUNT)
     job = get_current_job()
     if job is not None:  # called as a job: its queue's count
         _settle(Cap(job.connection, job.origin), count, [submission["id"]])
@@ -97,7 +58,7 @@ def store_submission(submission):
 def store_submissions(submissions, cap_count):
     """Store parsed submissions in one transaction, then settle them in
     `cap_count` (submission/cap.py); return each one's job result."""
-    rows, (count,) = _execute(INSERT_SUBMISSIONS, {name: [s[name] for s in submissions] for name in payload.FIELDS},
+    rows, (count,) = execute(INSERT_SUBMISSIONS, {name: [s[name] for s in submissions] for name in payload.FIELDS},
                               then=cap.RESPONSE_COUNT)
     _settle(cap_count, count, [s["id"] for s in submissions])
     rows = dict(rows)
@@ -106,7 +67,7 @@ def store_submissions(submissions, cap_count):
 
 def known_to_database(ids):
     """(answers PostgreSQL holds, which of `ids` it holds): Cap.reconcile's question."""
-    count, known = _execute(cap.KNOWN, (list(ids),))[0]
+    count, known = execute(cap.KNOWN, (list(ids),))[0]
     return count, known
 
 
@@ -130,42 +91,3 @@ def _stored(submission, delay):
     log.info("submission %s %s", submission["id"], "stored" if inserted else "already stored",
              extra={"submission_id": submission["id"]})
     return {"inserted": inserted}
-
-
-def erase_submission(submission_id, connection=None):
-    """Erase one submission, leaving its tombstone, then its store job from
-    Redis (`connection`, by default the running job's); idempotent, so a
-    re-run (a retry, a worker killed mid-erase) changes nothing more."""
-    submission_id = str(uuid.UUID(submission_id))
-    deleted = _execute(ERASE, {"ids": [submission_id]})[0][0]
-    # After the tombstone's COMMIT: from then on no delivery of the store can
-    # store, so whatever is left of its job in Redis is only a copy to delete.
-    forgotten = forget_store_job(connection or get_current_job().connection, submission_id)
-    metrics.JOBS.labels(outcome="erase").inc()
-    metrics.ERASED.labels(reason="request").inc(deleted)
-    log.info("submission %s erased%s%s", submission_id, "" if deleted else " (no stored row)",
-             ", its store job deleted from Redis" if forgotten else "", extra={"submission_id": submission_id})
-    return {"erased": bool(deleted)}
-
-
-def erase_expired(days):
-    """Erase, with tombstones, every answer stored more than `days` days ago,
-    and what is left of their store jobs in Redis (with a JOB_RESULT_TTL of
-    days, or a job that stored its row and then failed)."""
-    total = 0
-    connection = get_current_job().connection
-    while True:
-        ids = _execute(EXPIRED, {"days": days, "limit": EXPIRED_BATCH})[0][0]
-        if not ids:
-            break
-        try:
-            total += _execute(ERASE, {"ids": ids})[0][0]
-        except psycopg2.errors.DeadlockDetected:
-            # With a batch store holding some of the same buckets (db/schema.sql): again.
-            log.info("retention: deadlocked with a store; trying that batch again")
-            continue
-        forget_store_jobs(connection, ids)
-    metrics.JOBS.labels(outcome="erase").inc()
-    metrics.ERASED.labels(reason="retention").inc(total)
-    log.info("retention: %d answers stored more than %d days ago erased", total, days)
-    return {"erased": total}

@@ -37,7 +37,7 @@ RECORD_APPLIED = """
 """
 LOCK_TIMEOUT_S = 10
 # Long enough for a first count of millions of rows, or a new index on them.
-STATEMENT_TIMEOUT_S = 600
+STATEMENT_TIMEOUT_S = 120
 
 
 def _apply(database_url, work):

@@ -2,12 +2,14 @@
 own cron scheduler (rq.cron, new in rq 3.0).
 
 Every RETENTION_INTERVAL seconds (and once at start) it enqueues one
-worker.jobs.erase_expired job, which a worker runs like any other: it erases,
+worker.erasure.erase_expired job, which a worker runs like any other: it erases,
 with tombstones, every answer stored more than RETENTION_DAYS days ago.
 Without RETENTION_DAYS it enqueues nothing and keeps every answer, but stays
 up, so a process manager that ends everything when one process exits (make
 run) does not stop the pipeline for it.  One is enough; a second only repeats
-a job that finds nothing left to erase.
+a job that finds nothing left to erase.  When Redis stops answering (down,
+frozen, partitioned: every wait is bounded, redisbounds/) it says so, waits
+for Redis to answer again, and carries on.
 """
 
 import logging
@@ -21,11 +23,14 @@ from rq import Queue
 from rq import cron_job_registry
 from rq.cron import CronJob, CronScheduler
 from rq.defaults import DEFAULT_CRON_JOB_HISTORY_LIMIT, DEFAULT_CRON_JOB_HISTORY_TTL
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 
-from . import jobs, logs
-from .__main__ import wait_for
+import redisbounds
+
+from . import erasure, logs
 from .config import Config
+from .wait import wait_for
 
 log = logging.getLogger("worker.retention")
 # One name per host (pod, container), so `--check` there finds its own.
@@ -59,7 +64,7 @@ def scheduler(config, connection):
     else:
         # register() would build RQ's pickling CronJob; ours goes in its place.
         cron._cron_jobs.append(JSONCronJob(
-            queue_name=config.queue_name, func=jobs.erase_expired, kwargs={"days": config.retention_days},
+            queue_name=config.queue_name, func=erasure.erase_expired, kwargs={"days": config.retention_days},
             interval=config.retention_interval, job_timeout=config.retention_interval))
         log.info("answers older than %s days are erased every %s s", config.retention_days, config.retention_interval)
     return cron
@@ -79,15 +84,28 @@ def check(connection):
     return 0
 
 
+def run(config, connection):
+    """The cron scheduler's loop, again each time Redis is lost, until a stop request."""
+    while True:
+        try:
+            scheduler(config, connection).start()  # returns on SIGTERM or SIGINT
+            return 0
+        except redis.RedisError as exc:
+            log.error("retention scheduler lost Redis: %s; waiting for it", exc)
+        try:
+            wait_for("redis", connection.ping)
+        except StopRequested:  # the scheduler's SIGTERM handler, while we wait
+            return 0
+
+
 def main(argv=None):
     config = Config.from_env()
     logs.setup(config.log_format, config.log_level)
-    connection = redis.Redis.from_url(config.redis_url)
+    connection = redisbounds.connect(config.redis_url)
     if "--check" in (argv or sys.argv[1:]):
         return check(connection)
     wait_for("redis", connection.ping, time.monotonic() + 300)
-    scheduler(config, connection).start()
-    return 0
+    return run(config, connection)
 
 
 if __name__ == "__main__":

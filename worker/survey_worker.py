@@ -19,7 +19,7 @@ from rq.utils import now
 
 from submission.cap import Cap
 
-from . import jobs
+from . import erasure, jobs
 
 HEARTBEAT_EVERY_S = 1.0
 
@@ -53,3 +53,8 @@ class SurveyWorker(SimpleWorker):
             if settled or dropped:
                 self.log.info("Worker %s: %s: count reconciled, %d settled, %d never queued given back",
                               self.name, queue.name, settled, dropped)
+        # An erased answer's store job, looked for again (worker/erasure.py).
+        try:
+            erasure.run_second_passes(self.connection)
+        except redis.RedisError as exc:
+            self.log.warning("Worker %s: could not run the erasures' second passes: %s", self.name, exc)

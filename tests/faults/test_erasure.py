@@ -48,10 +48,10 @@ def test_an_erase_racing_its_queued_store_while_the_worker_is_paused(
     accounted([erased["submission_id"], kept["submission_id"]], erased=[erased["submission_id"]])
     assert client.get(f"/submissions/{erased['submission_id']}.json").get_json()["state"] == "erased"
 
-    # Its store job went with the erase; delivered again later, it brings nothing back.
+    # Its store job went with the erase; sent again, the form is refused at once.
     assert store_job_gone(redis, erased["submission_id"], "Erased Ernie")
-    assert post_form(erased, name="Erased Ernie").status_code == 303
-    wait_until(lambda: worker.log().count("already stored") >= 1, 30, "the re-delivered store")
+    assert post_form(erased, name="Erased Ernie").status_code == 410
+    assert store_job_gone(redis, erased["submission_id"], "Erased Ernie")
     accounted([erased["submission_id"], kept["submission_id"]], erased=[erased["submission_id"]])
 
 
@@ -102,3 +102,25 @@ def test_a_worker_killed_mid_erase_leaves_the_erase_to_be_finished(
     wait_until(lambda: finished(redis, f"erase-{sid}"), JOB_TIMEOUT + 60 + 30, "the abandoned erase", interval=0.5)
     print(f"abandoned erase finished {time.monotonic() - killed_at:.1f}s after the kill")
     accounted([sid], erased=[sid])
+
+
+def test_an_erase_outlasts_a_database_outage_longer_than_its_retries(
+        app, client, pg_server, start_worker, post_form, fresh_form, redis, accounted):
+    """The retries (FAST: ten, about 20 s) run out while the database is
+    still away: the erase keeps its place and is done when it comes back."""
+    worker = start_worker()
+    hidden = fresh_form()
+    sid = hidden["submission_id"]
+    assert post_form(hidden, name="Patient Pat").status_code == 303
+    wait_until(lambda: finished(redis, sid), 30, "the store")
+    erase_id = f"erase-{sid}"
+    with postgres_down(pg_server):
+        assert erase_from_receipt(client, sid).status_code == 303
+        retries = len(app.config["JOB_RETRY_INTERVALS"])
+        wait_until(lambda: worker.log().count(f"job {erase_id}: exception raised") > retries + 2, 120,
+                   "the erase to fail more often than it has retries", interval=0.5)
+        assert erase_id not in queue(redis).failed_job_registry.get_job_ids()
+        assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erasing"
+    wait_until(lambda: finished(redis, erase_id), 60, "the erase, once the database is back", interval=0.5)
+    accounted([sid], erased=[sid])
+    assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erased"

@@ -1,11 +1,7 @@
-"""Bounds on every wait the web makes on PostgreSQL.  Two things keep a
-hung server from taking the site:
-
-- every connection of ours gives up after its `wait_timeout` seconds per
-  call (connect, a query, a fetch) and closes (pgbounds/);
-- at most WEB_DB_READERS of this host's gunicorn processes may be reading
-  PostgreSQL at once (`Slots`), so the others always serve the form and
-  the posts, which need only Redis.
+"""The web's reader slots: at most WEB_DB_READERS of this host's gunicorn
+processes may be reading PostgreSQL at once (`Slots`), so that with the
+server hung the others still serve the form and the posts, which need only
+Redis.  (Each wait on the server is bounded too, by pgbounds/.)
 """
 
 import fcntl
