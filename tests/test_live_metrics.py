@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from submission import logref
 from tests.gunicorn import Gunicorn
 from tests.http import Browser
 from tests.scrape import samples, value
@@ -90,11 +91,12 @@ def test_gunicorn_workers_counts_add_up(gunicorn, tmp_path):
     posted += post_many(server, 4)
     assert value(server.scrape(), ACCEPTED, enqueue="queued") == posted
 
-    # One line per event, JSON, with the submission id to follow it by.
+    # One line per event, JSON, with the submission's reference (never its id) to follow it by.
     lines = server.log_lines()
     queued = [line for line in lines if line.get("logger") == "web.views" and line["message"].endswith(" queued")]
     assert len(queued) == posted
-    assert all(line["submission_id"] in line["message"] for line in queued)
+    assert all(line["submission"].startswith("ref-") and line["submission"] in line["message"] for line in queued)
+    assert not any(logref.UUID.search(json.dumps(line)) for line in lines)
     access = [line for line in lines if line.get("logger") == "gunicorn.access" and line.get("path") == "/"]
     assert {line["method"] for line in access} == {"GET", "POST"}
     server.stop()
@@ -138,8 +140,9 @@ def test_worker_serves_its_metrics_and_logs_json(env, client, post_form, fresh_f
     finally:
         proc.terminate()
         proc.wait(30)
+    assert sid not in log_path.read_text()
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
-    about = [line for line in lines if line.get("submission_id") == sid]
-    # RQ's own lines (job started, job OK) and ours (stored) all carry it.
+    about = [line for line in lines if line.get("submission") == logref.ref(sid)]
+    # RQ's own lines (job started, job OK) and ours (stored) all carry its reference.
     assert {line["logger"] for line in about} >= {"rq.worker", "worker.jobs"}
-    assert any(line["message"] == f"submission {sid} stored" for line in about)
+    assert any(line["message"] == f"submission {logref.ref(sid)} stored" for line in about)

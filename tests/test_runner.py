@@ -16,7 +16,8 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn
 
-from tests.http import Browser
+from submission import logref
+from tests.http import FIELD, Browser
 from tests.scrape import samples, value
 from tests.servers import ROOT, free_port, pg_bindir, statements_kept, wait_until
 
@@ -408,3 +409,26 @@ def test_a_killed_process_comes_back_while_the_others_keep_serving(runner):
     counts = wait_until(lambda: len(all_stored()) == len(ids) and all_stored(), 180, "every accepted post's row", interval=1)
     assert counts == {sid: 1 for sid in ids}
     run.interrupt()
+
+
+def test_no_log_of_make_run_holds_a_receipt_link(runner):
+    """A receipt link reads and erases its answer: after a post, a receipt
+    view and an erase, no log file holds the submission's id, and each
+    process's names its reference instead (submission/logref.py)."""
+    run = runner()
+    browser = run.start()
+    status, _, _, sid = browser.submit(name="Logan", coat="tortie", donut="strawberry")
+    assert status == 303
+    database_url = run.owner_url()
+    wait_until(lambda: stored(database_url, sid), 30, "the row")
+    page = browser.request(f"/submissions/{sid}")[2]
+    assert browser.request(f"/submissions/{sid}/erase", {"csrf_token": dict(FIELD.findall(page))["csrf_token"]})[0] == 303
+    wait_until(lambda: '"state":"erased"' in browser.request(f"/submissions/{sid}.json")[2], 30, "the erase")
+    run.interrupt()
+    logs = {path.name: path.read_text(errors="replace") for path in (run.data_dir / "logs").rglob("*") if path.is_file()}
+    logs["make run"] = run.log_path.read_text()
+    assert {"web.log", "worker.log", "proxy.log"} <= set(logs)
+    assert [name for name, text in logs.items() if sid in text or sid.replace("-", "") in text] == []
+    reference = logref.ref(sid, logref.key_bytes(run.secret("log_key")))
+    assert [name for name in ("web.log", "worker.log", "proxy.log") if reference not in logs[name]] == []
+    assert f"/submissions/{reference}/erase" in logs["proxy.log"]

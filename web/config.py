@@ -116,6 +116,9 @@ def server(env=os.environ):
         "WEB_BACKLOG": int(env.get("WEB_BACKLOG") or 16 * workers),
         "LOG_LEVEL": env.get("LOG_LEVEL", "info").lower(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
+        # Keys the references that stand for submission ids in the logs
+        # (submission/logref.py); the worker's must be the same.
+        "LOG_KEY": _secret(env, "LOG_KEY"),
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     }
 
@@ -158,6 +161,7 @@ def from_env(env=os.environ):
         # the trusted proxy marks https gets both anyway (web/security.py).
         "HTTPS": _flag(env, "HTTPS", "0"),
         "WEB_METRICS_PORT": server(env)["WEB_METRICS_PORT"],
+        "LOG_KEY": server(env)["LOG_KEY"],
         "FORWARDED_ALLOW_IPS": forwarded_allow_ips(server(env)["FORWARDED_ALLOW_IPS"]),
         # Above this many waiting jobs a post gets 503: Redis holds about
         # 800 bytes per queued submission, so 100000 is ~80 MB of a 256 MB maxmemory.

@@ -52,7 +52,7 @@ accesslog = "-"
 errorlog = "-"
 loglevel = settings["LOG_LEVEL"]
 # The app's lines, gunicorn's and the access log in one format (LOG_FORMAT=json for JSON).
-logconfig_dict = logs.config(settings["LOG_FORMAT"], loglevel)
+logconfig_dict = logs.config(settings["LOG_FORMAT"], loglevel, settings["LOG_KEY"])
 # Redis answers in microseconds; a request stuck longer than this is broken.
 # A long /results.csv is not stuck: it proves progress through web/heartbeat.py.
 timeout = 30

@@ -3,13 +3,17 @@
 gunicorn applies `config(...)` (see gunicorn.conf.py), so the app's own lines,
 gunicorn's error log and its access log all come out in one format.  Lines
 about a submission pass its id as `extra={"submission_id": ...}`, which JSON
-lines carry as a field: an operator can follow one submission from the web's
-lines to the worker's (worker/logs.py writes the same fields).
+lines carry as a field.  Every line leaves as it is written but with each
+submission id replaced by its reference (submission/logref.py): an operator
+can follow one submission from the web's lines to the worker's (worker/logs.py
+does the same), and no line holds a receipt link.
 """
 
 import json
 import logging
 from datetime import datetime, timezone
+
+from submission import logref
 
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(name)s %(levelname)s %(message)s"
 
@@ -32,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if getattr(record, "submission_id", None):
-            line["submission_id"] = record.submission_id
+            line["submission"] = record.submission_id  # a reference once the line is redacted
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             for atom, field in ACCESS_FIELDS.items():
                 if atom in record.args:
@@ -42,9 +46,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def config(log_format="text", level="INFO"):
+def formatter(log_format="text", key=None):
+    """The formatter of every line: JSON or text, with its submission ids as references."""
+    inner = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return logref.Redacting(inner, key)
+
+
+def config(log_format="text", level="INFO", key=None):
     """A logging.config.dictConfig dict: everything to stdout in one format."""
-    formatter = {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stdout"}
     # gunicorn's loggers get the handler themselves and don't propagate, so
     # each line is written once.
@@ -52,7 +61,7 @@ def config(log_format="text", level="INFO"):
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": formatter},
+        "formatters": {"default": {"()": formatter, "log_format": log_format, "key": key}},
         "handlers": {"stdout": handler},
         "root": {"level": level.upper(), "handlers": ["stdout"]},
         "loggers": {

@@ -10,6 +10,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from flask_wtf.csrf import CSRFError
 
 import survey as surveys
+from submission import logref
 
 from . import bots, metrics, security
 
@@ -271,6 +272,17 @@ def erase(submission_id):
                                    message="Please try again in a moment."), 503
         log.info("erase of %s %s", sid, "queued" if queued else "was already queued", extra={"submission_id": sid})
     return redirect(url_for(".receipt", submission_id=sid), code=303)
+
+
+@bp.after_app_request
+def log_reference(response):
+    """A receipt's answer names its submission's log reference, which nginx
+    logs in the receipt link's place (proxy/nginx.conf.template) and keeps
+    from the client."""
+    sid = (request.view_args or {}).get("submission_id")
+    if sid is not None:
+        response.headers[logref.HEADER] = logref.ref(str(sid), logref.key_bytes(current_app.config["LOG_KEY"]))
+    return response
 
 
 @bp.app_errorhandler(CSRFError)

@@ -78,7 +78,7 @@ def work(config, connection, burst):
 
 def main(argv=None, startup_timeout=300):
     config = Config.from_env()
-    logs.setup(config.log_format, config.log_level)
+    logs.setup(config.log_format, config.log_level, config.log_key)
     # The worker stores whatever the web accepted, under any survey file,
     # but a broken file must stop the whole pipeline before it serves.
     try:

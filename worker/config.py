@@ -85,6 +85,8 @@ class Config:
     name_file: Path
     log_level: str
     log_format: str
+    # Keys the references that stand for submission ids in the logs (submission/logref.py).
+    log_key: str = field(repr=False)
     # Where the worker serves /metrics; no port, no endpoint.
     metrics_host: str
     metrics_port: int | None
@@ -122,6 +124,7 @@ class Config:
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
             log_format=env.get("LOG_FORMAT", "text"),
+            log_key=secret(env, "LOG_KEY"),
             metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
             survey_file=Path(env.get("SURVEY_FILE") or survey.DEFAULT_FILE),

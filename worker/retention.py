@@ -100,7 +100,7 @@ def run(config, connection):
 
 def main(argv=None):
     config = Config.from_env()
-    logs.setup(config.log_format, config.log_level)
+    logs.setup(config.log_format, config.log_level, config.log_key)
     connection = redisbounds.connect(config.redis_url)
     if "--check" in (argv or sys.argv[1:]):
         return check(connection)
