@@ -44,17 +44,11 @@ GRANT SELECT ON cats TO survey_web, auditor;
 -- erasures.  A function is executable by PUBLIC unless revoked.
 REVOKE ALL ON erasures FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT SELECT ON erasures TO survey_web, auditor;
+-- The worker asks which ids are in (submission/cap.py's reconcile): ids only.
+GRANT SELECT (submission_id) ON erasures TO survey_worker;
 REVOKE ALL ON FUNCTION erase_submissions(uuid[]) FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT EXECUTE ON FUNCTION erase_submissions(uuid[]) TO survey_worker;
-REVOKE ALL ON FUNCTION cats_skip_erased() FROM PUBLIC, survey_worker, survey_web, auditor;
-
--- The answers taken (db/schema.sql), for the cap's count in Redis
--- (submission/cap.py): the worker reads it after each store, the web when
--- it rebuilds the count.  Only the triggers, as its owner, write it.
-REVOKE ALL ON response_count FROM PUBLIC, survey_worker, survey_web, auditor;
-GRANT SELECT ON response_count TO survey_worker, survey_web, auditor;
-REVOKE ALL ON FUNCTION response_count_add(), response_count_remove(), response_count_recount()
-    FROM PUBLIC, survey_worker, survey_web, auditor;
+REVOKE ALL ON FUNCTION cats_skip_erased(), cats_require_read_committed() FROM PUBLIC, survey_worker, survey_web, auditor;
 
 -- The migration's own bookkeeping: the owner's alone.
 REVOKE ALL ON schema_applied FROM PUBLIC, survey_worker, survey_web, auditor;

@@ -65,7 +65,6 @@ $$;
 CREATE OR REPLACE FUNCTION cats_skip_erased() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
-    PERFORM require_read_committed();
     PERFORM pg_advisory_xact_lock_shared(hashtext('survey submission'), hashtext(NEW.submission_id::text) & 1023);
     IF EXISTS (SELECT FROM erasures WHERE submission_id = NEW.submission_id) THEN
         RETURN NULL;  -- erased: the row is skipped, as ON CONFLICT skips a stored one
@@ -76,6 +75,18 @@ $$;
 
 CREATE OR REPLACE TRIGGER cats_skip_erased BEFORE INSERT ON cats
     FOR EACH ROW EXECUTE FUNCTION cats_skip_erased();
+
+-- Once per statement, not per row: a batch of 200 rows checks once.
+CREATE OR REPLACE FUNCTION cats_require_read_committed() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+BEGIN
+    PERFORM require_read_committed();
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER cats_read_committed BEFORE INSERT ON cats
+    FOR EACH STATEMENT EXECUTE FUNCTION cats_require_read_committed();
 
 -- Tombstone then delete, for any number of ids; returns how many stored rows
 -- it deleted.  SECURITY DEFINER: the worker may delete only through this,
@@ -94,65 +105,6 @@ BEGIN
     RETURN deleted;
 END
 $$;
-
--- How many answers the survey has taken: every stored row plus every
--- tombstone (an erased answer still counts against MAX_RESPONSES, and an id is
--- never in both tables: the trigger above skips a tombstoned id, the erase
--- deletes the row it tombstones).  Kept by the statement triggers below, one
--- UPDATE per statement, so a batch of 200 rows costs one; it only ever grows,
--- which lets the processes that copy it into Redis keep the largest value
--- they saw (submission/cap.py).  Made from the two tables once, when first
--- created, under a lock that holds writers off for that one count.
-CREATE TABLE IF NOT EXISTS response_count (
-    one boolean PRIMARY KEY DEFAULT true CHECK (one),
-    n   bigint  NOT NULL CHECK (n >= 0)
-);
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM response_count) THEN
-        LOCK TABLE cats, erasures IN SHARE MODE;
-        INSERT INTO response_count (n) SELECT (SELECT count(*) FROM cats) + (SELECT count(*) FROM erasures);
-    END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION response_count_add() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-BEGIN
-    UPDATE response_count SET n = n + (SELECT count(*) FROM changed);
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION response_count_remove() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-BEGIN
-    UPDATE response_count SET n = n - (SELECT count(*) FROM changed);
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE TRIGGER cats_count_insert AFTER INSERT ON cats
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION response_count_add();
-CREATE OR REPLACE TRIGGER cats_count_delete AFTER DELETE ON cats
-    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION response_count_remove();
-CREATE OR REPLACE TRIGGER erasures_count_insert AFTER INSERT ON erasures
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION response_count_add();
-
--- A TRUNCATE (the owner emptying the survey) fires no row or delete trigger: count again.
-CREATE OR REPLACE FUNCTION response_count_recount() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-BEGIN
-    UPDATE response_count SET n = (SELECT count(*) FROM cats) + (SELECT count(*) FROM erasures);
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE TRIGGER cats_count_truncate AFTER TRUNCATE ON cats
-    FOR EACH STATEMENT EXECUTE FUNCTION response_count_recount();
-CREATE OR REPLACE TRIGGER erasures_count_truncate AFTER TRUNCATE ON erasures
-    FOR EACH STATEMENT EXECUTE FUNCTION response_count_recount();
 
 -- The digest of this file and db/roles.sql as last applied (worker/migrate.py):
 -- a start with the same files applies nothing, so takes no lock on cats.

@@ -1,26 +1,24 @@
 """MAX_RESPONSES's count: exact across every process and replica, and held
 in Redis for what is waiting only, never for the survey's history.
 
-PostgreSQL knows how many answers it holds (response_count in
-db/schema.sql: rows plus tombstones, kept by triggers).  Redis keeps two
-keys per queue:
+Redis keeps two keys per queue:
 
-- `settled`, that number as the processes last read it from PostgreSQL
-  (it only grows, so each keeps the largest it saw: no write goes back);
+- `settled`, the answers known to be in PostgreSQL (rows plus tombstones);
 - `pending`, a sorted set of the ids accepted and not yet known to be in
-  PostgreSQL, scored by when they were accepted (about 90 bytes each).
+  PostgreSQL, scored by when they were accepted (about 100 bytes each).
 
 The answers taken are settled + |pending|.  The web's accept checks and adds
-to it in one script, so every process together takes exactly the cap; the
-worker, after each commit, raises `settled` to what PostgreSQL says and
-takes the stored ids out of `pending` (`settle`).  So Redis holds one entry
-per answer not yet stored, and nothing per stored one.
+to `pending` in one script, so every process together takes exactly the cap;
+the worker, after each commit, moves the ids it stored from `pending` to
+`settled` in one script that counts an id only if it took it out (`settle`),
+so an id is counted once however often it is settled.  So Redis holds one
+entry per answer not yet stored, and nothing per stored one.
 
 Lost: if `settled` is missing (a Redis that lost its data, a new REDIS_URL,
 a failover to an empty replica), posts with a cap are not accepted until the
-web has rebuilt both keys from PostgreSQL and from the store jobs still in
-the queue (`rebuild`), in one script that only the first rebuild's call
-applies.  Without a cap, accept keeps nothing at all.
+web has rebuilt both keys from PostgreSQL's count and from the store jobs
+still in the queue (`rebuild`), in one script that only the first rebuild's
+call applies.  Without a cap, accept keeps nothing at all.
 
 Both images copy this package (web/Dockerfile, worker/Dockerfile)."""
 
@@ -30,16 +28,23 @@ import uuid
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-# The answers PostgreSQL holds, and which of the given ids it holds (as a row
-# or a tombstone), in one statement: one snapshot for both.
-KNOWN = """
-    SELECT (SELECT n FROM response_count),
-           coalesce(array_agg(id::text), '{}')
+# Which of the given ids PostgreSQL holds, as a row or a tombstone.
+HELD = """
+    SELECT coalesce(array_agg(id::text), '{}')
     FROM unnest(%s::uuid[]) AS id
     WHERE EXISTS (SELECT FROM cats WHERE submission_id = id)
        OR EXISTS (SELECT FROM erasures WHERE submission_id = id)
 """
-RESPONSE_COUNT = "SELECT n FROM response_count"
+# The answers PostgreSQL holds (an id is never both a row and a tombstone),
+# and which of the given ids, in one statement: one snapshot for both.  For
+# a rebuild only: it counts every row.
+KNOWN = """
+    SELECT (SELECT count(*) FROM cats) + (SELECT count(*) FROM erasures),
+           (SELECT coalesce(array_agg(id::text), '{}')
+            FROM unnest(%s::uuid[]) AS id
+            WHERE EXISTS (SELECT FROM cats WHERE submission_id = id)
+               OR EXISTS (SELECT FROM erasures WHERE submission_id = id))
+"""
 
 # KEYS: settled, pending, the erased mark, the erase job, the store job.
 # ARGV: the id, the cap (-1: none), now.  3: erased; 2: counted before (a
@@ -64,12 +69,14 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
-# KEYS: settled, pending.  ARGV: PostgreSQL's count, then ids it holds.
+# KEYS: settled, pending.  ARGV: ids PostgreSQL holds now.  Each counts
+# once: only the call that takes it out of pending adds it.  Without a
+# count (lost) there is nothing to add to: the rebuild counts them.
 SETTLE = """
-local settled = redis.call('GET', KEYS[1])
-if settled and tonumber(ARGV[1]) > tonumber(settled) then redis.call('SET', KEYS[1], ARGV[1]) end
-if #ARGV > 1 then redis.call('ZREM', KEYS[2], unpack(ARGV, 2)) end
-return 1
+local moved = 0
+for i = 1, #ARGV do moved = moved + redis.call('ZREM', KEYS[2], ARGV[i]) end
+if moved > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], moved) end
+return moved
 """
 
 # KEYS: settled, pending, the set that held every id before (deleted).
@@ -147,10 +154,11 @@ class Cap:
         settled, pending = pipe.execute()
         return None if settled is None else int(settled) + pending
 
-    def settle(self, count, stored_ids):
-        """After a commit: PostgreSQL holds `count` answers, `stored_ids` among them."""
+    def settle(self, stored_ids):
+        """After a commit: PostgreSQL holds `stored_ids` (rows, or tombstones the trigger kept them out for)."""
         for chunk in _chunks(stored_ids):
-            self._settle(keys=[self.settled_key, self.pending_key], args=[count, *chunk])
+            if chunk:
+                self._settle(keys=[self.settled_key, self.pending_key], args=chunk)
 
     def waiting_store_ids(self):
         """The ids of store jobs anywhere in the queue: queued, taken, held, scheduled, failed."""
@@ -183,18 +191,19 @@ class Cap:
         return bool(self._rebuild(keys=[self.settled_key, self.pending_key, self.legacy_key],
                                   args=[count, time.time(), *unstored]))
 
-    def reconcile(self, known, now=None):
+    def reconcile(self, held, now=None):
         """What the worker's maintenance runs: settle the pending ids that
-        PostgreSQL holds (a settle lost with a crash, a rebuild's race, an
-        erase), and give back those never queued.  Returns (settled, dropped)."""
+        PostgreSQL holds (`held(ids)`, HELD: a settle lost with a crash, a
+        rebuild's race, an erase), and give back those never queued.
+        Returns (settled, dropped)."""
         now = time.time() if now is None else now
         if not self.redis.exists(self.settled_key, self.pending_key):
             return 0, 0
         # Ids accepted in the last minute are the settle's to handle.
         ids = [m.decode() for m in self.redis.zrangebyscore(self.pending_key, "-inf", now - 60,
                                                              start=0, num=RECONCILE_BATCH)]
-        count, stored = known(ids)
-        self.settle(count, stored)
+        stored = held(ids) if ids else []
+        self.settle(stored)
         old = [m.decode() for m in self.redis.zrangebyscore(self.pending_key, "-inf", now - UNQUEUED_AFTER_S,
                                                              start=0, num=RECONCILE_BATCH)]
         candidates = sorted(set(old) - set(stored))

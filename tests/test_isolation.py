@@ -20,15 +20,17 @@ INSERT = "INSERT INTO cats (submission_id, name, coat, donut, submitted_at) VALU
 @pytest.fixture
 def repeatable_read_db(pg_server):
     """A database whose worker role defaults to REPEATABLE READ, as some managed servers and DBAs set."""
-    url = pg_server.create_database(f"isolation_{uuid.uuid4().hex[:8]}")
+    name = f"isolation_{uuid.uuid4().hex[:8]}"
+    url = pg_server.create_database(name)
     migrate(Config.from_env({"DATABASE_URL": url}))
     owner = psycopg2.connect(url)
     owner.autocommit = True
     with owner.cursor() as cur:
-        cur.execute("ALTER ROLE survey_worker SET default_transaction_isolation = 'repeatable read'")
+        # In this database only: the role is the cluster's, shared with the other tests.
+        cur.execute(f"ALTER ROLE survey_worker IN DATABASE {name} SET default_transaction_isolation = 'repeatable read'")
     yield url, url.replace("://survey@", "://survey_worker@", 1), owner
     with owner.cursor() as cur:
-        cur.execute("ALTER ROLE survey_worker RESET default_transaction_isolation")
+        cur.execute(f"ALTER ROLE survey_worker IN DATABASE {name} RESET default_transaction_isolation")
     owner.close()
     worker_db.discard()
 

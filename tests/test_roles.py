@@ -9,6 +9,7 @@ import pytest
 
 from psycopg2.extensions import make_dsn
 
+from submission.cap import HELD
 from tests.servers import PostgresServer, statements_kept
 from web import config as web_config
 from worker.config import Config
@@ -75,6 +76,9 @@ def test_worker_can_insert_idempotently_and_nothing_else(roles_db):
         assert cur.fetchone() == (1,)
         cur.execute(INSERT_SUBMISSION, sub)  # and the erased answer cannot be stored again
         assert cur.rowcount == 0
+        # The cap's reconcile asks which ids are in, rows or tombstones (submission/cap.py).
+        cur.execute(HELD, ([sub["id"], str(uuid.uuid4())],))
+        assert cur.fetchone()[0] == [sub["id"]]
     conn.close()
 
 

@@ -73,18 +73,13 @@ def discard():
 PAUSE_WHEN_DATABASE_DOWN_S = 1.0
 
 
-def execute(statement, params, then=None):
-    """Every row `statement` returns, in one transaction; with `then`, a
-    second statement's first row too, read in the same transaction."""
+def execute(statement, params):
+    """Every row `statement` returns, in a transaction of its own."""
     try:
         conn = connection()
         with conn, conn.cursor() as cur:
             cur.execute(statement, params)
-            rows = cur.fetchall()
-            if then is None:
-                return rows
-            cur.execute(then)
-            return rows, cur.fetchone()
+            return cur.fetchall()
     except (psycopg2.OperationalError, psycopg2.InterfaceError):
         # The server went away: drop the connection so the retry reconnects.
         discard()

@@ -48,34 +48,32 @@ def store_submission(submission):
     """Store one submission; return whether this call inserted the row."""
     submission = payload.parse(submission)
     # No row when it was already there.
-    rows, (count,) = execute(INSERT_SUBMISSION, submission, then=cap.RESPONSE_COUNT)
+    rows = execute(INSERT_SUBMISSION, submission)
     job = get_current_job()
     if job is not None:  # called as a job: its queue's count
-        _settle(Cap(job.connection, job.origin), count, [submission["id"]])
+        _settle(Cap(job.connection, job.origin), [submission["id"]])
     return _stored(submission, rows[0][0] if rows else None)
 
 
 def store_submissions(submissions, cap_count):
     """Store parsed submissions in one transaction, then settle them in
     `cap_count` (submission/cap.py); return each one's job result."""
-    rows, (count,) = execute(INSERT_SUBMISSIONS, {name: [s[name] for s in submissions] for name in payload.FIELDS},
-                              then=cap.RESPONSE_COUNT)
-    _settle(cap_count, count, [s["id"] for s in submissions])
+    rows = execute(INSERT_SUBMISSIONS, {name: [s[name] for s in submissions] for name in payload.FIELDS})
+    _settle(cap_count, [s["id"] for s in submissions])
     rows = dict(rows)
     return [_stored(s, rows.get(str(uuid.UUID(s["id"])))) for s in submissions]
 
 
-def known_to_database(ids):
-    """(answers PostgreSQL holds, which of `ids` it holds): Cap.reconcile's question."""
-    count, known = execute(cap.KNOWN, (list(ids),))[0]
-    return count, known
+def held_by_database(ids):
+    """Which of `ids` PostgreSQL holds, as rows or tombstones: Cap.reconcile's question."""
+    return execute(cap.HELD, (list(ids),))[0][0]
 
 
-def _settle(cap_count, count, ids):
+def _settle(cap_count, ids):
     """After the commit: every one of `ids` is in PostgreSQL now (a row, or a
-    tombstone the trigger kept it out for), and PostgreSQL holds `count`."""
+    tombstone the trigger kept it out for)."""
     try:
-        cap_count.settle(count, ids)
+        cap_count.settle(ids)
     except redis.RedisError as exc:
         # Stored all the same; the worker's maintenance settles them later (Cap.reconcile).
         log.warning("stored %d submissions but could not settle the cap's count: %s", len(ids), exc)

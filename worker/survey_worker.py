@@ -46,7 +46,7 @@ class SurveyWorker(SimpleWorker):
         # and give back what was never queued (submission/cap.py).
         for queue in self.queues:
             try:
-                settled, dropped = Cap(self.connection, queue.name).reconcile(jobs.known_to_database)
+                settled, dropped = Cap(self.connection, queue.name).reconcile(jobs.held_by_database)
             except (redis.RedisError, psycopg2.Error) as exc:
                 self.log.warning("Worker %s: could not reconcile the count of answers taken: %s", self.name, exc)
                 continue

@@ -10,6 +10,7 @@ import psycopg2
 from rq import Retry
 from rq.job import JobStatus
 
+from submission import logref
 from tests.conftest import hidden_fields, store_job_gone
 from tests.faults.conftest import postgres_down, queue
 from tests.servers import wait_until
@@ -117,7 +118,9 @@ def test_an_erase_outlasts_a_database_outage_longer_than_its_retries(
     with postgres_down(pg_server):
         assert erase_from_receipt(client, sid).status_code == 303
         retries = len(app.config["JOB_RETRY_INTERVALS"])
-        wait_until(lambda: worker.log().count(f"job {erase_id}: exception raised") > retries + 2, 120,
+        # The worker's log names the job by its reference (submission/logref.py).
+        logged = f"job erase-{logref.ref(sid)}: exception raised"
+        wait_until(lambda: worker.log().count(logged) > retries + 2, 120,
                    "the erase to fail more often than it has retries", interval=0.5)
         assert erase_id not in queue(redis).failed_job_registry.get_job_ids()
         assert client.get(f"/submissions/{sid}.json").get_json()["state"] == "erasing"
