@@ -218,3 +218,18 @@ def test_with_a_cap_the_form_renders_while_redis_is_frozen(make_client, own_redi
         assert times[0] < 2 and max(times[1:]) < 0.5, times
     finally:
         os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+
+def test_a_post_while_redis_is_frozen_gets_the_unavailable_page_and_works_after(make_client, own_redis):
+    _, client = make_client(MAX_RESPONSES="10")
+    form = hidden_fields(client.get("/").get_data(as_text=True))
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        frozen = client.post("/", data={**form, **ANSWERS})
+        waited = time.monotonic() - started
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    # Given up on after the web's reply timeout (redisbounds/), not hung.
+    assert frozen.status_code == 503 and 'value="Rex"' in frozen.get_data(as_text=True) and waited < 10, waited
+    assert client.post("/", data={**form, **ANSWERS}).status_code == 303
