@@ -67,3 +67,14 @@ def erased_key(submission_id):
     """The mark an erase by request leaves in Redis: while a form token for
     this id may still be valid, the web refuses the id at once."""
     return f"survey:erased:{submission_id}"
+
+
+def secret(env, name):
+    """A setting that may be a secret: NAME from the environment, or the
+    contents of the file NAME_FILE names (web/config.py, worker/config.py)."""
+    if env.get(name):
+        return env[name]
+    if env.get(f"{name}_FILE"):
+        with open(env[f"{name}_FILE"]) as fh:
+            return fh.read().strip()
+    return None

@@ -79,13 +79,12 @@ if moved > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KE
 return moved
 """
 
-# KEYS: settled, pending, the set that held every id before (deleted).
+# KEYS: settled, pending.
 # ARGV: PostgreSQL's count, now, then the ids waiting that it does not hold.
 REBUILD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 for i = 3, #ARGV do redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[i]) end
-redis.call('DEL', KEYS[3])
 return 1
 """
 
@@ -110,7 +109,7 @@ RECONCILE_BATCH = 5000
 CHUNK = 1000
 
 # What the web's accept set held before: one entry for every answer ever
-# taken.  The first rebuild deletes it.
+# taken.  The web deletes it at start (web/__init__.py).
 LEGACY_KEY = "survey:accepted:{}"
 JOB_PREFIX = "rq:job:"
 # How the web describes a store job (web/submissions.py), which tells it from the other jobs.
@@ -188,7 +187,7 @@ class Cap:
         waiting.update(m.decode() for m in self.redis.zrange(self.pending_key, 0, -1))
         count, stored = known(sorted(waiting))
         unstored = sorted(waiting - set(stored))
-        return bool(self._rebuild(keys=[self.settled_key, self.pending_key, self.legacy_key],
+        return bool(self._rebuild(keys=[self.settled_key, self.pending_key],
                                   args=[count, time.time(), *unstored]))
 
     def reconcile(self, held, now=None):

@@ -54,11 +54,9 @@ def main(argv=None, env=None):
     import os
     import sys
 
-    env = os.environ if env is None else env
-    log_key = env.get("LOG_KEY")
-    if not log_key and env.get("LOG_KEY_FILE"):
-        with open(env["LOG_KEY_FILE"]) as fh:
-            log_key = fh.read().strip()
+    from submission import secret
+
+    log_key = secret(os.environ if env is None else env, "LOG_KEY")
     for submission_id in (sys.argv[1:] if argv is None else argv):
         print(submission_id, ref(submission_id, key_bytes(log_key)))
     return 0

@@ -9,25 +9,13 @@ import secrets
 from psycopg2.extensions import make_dsn
 
 import survey
-from submission import DEFAULT_CSRF_TIME_LIMIT, DEFAULT_JOB_TIMEOUT
+from submission import DEFAULT_CSRF_TIME_LIMIT, DEFAULT_JOB_TIMEOUT, secret
 
 log = logging.getLogger(__name__)
 
 
-# _secret and _with_password have twins in worker/config.py: each image ships
-# only its own package, so the two services share no code.
-def _secret(env, name):
-    """NAME from the environment, or the contents of the file NAME_FILE names."""
-    if env.get(name):
-        return env[name]
-    if env.get(f"{name}_FILE"):
-        with open(env[f"{name}_FILE"]) as fh:
-            return fh.read().strip()
-    return None
-
-
 def _secret_key(env):
-    key = _secret(env, "SECRET_KEY")
+    key = secret(env, "SECRET_KEY")
     if key:
         return key
     # A per-process key still signs CSRF tokens correctly because gunicorn
@@ -36,6 +24,7 @@ def _secret_key(env):
     return secrets.token_hex(32)
 
 
+# with_password has a twin in worker/config.py.
 def _with_password(url, password):
     return make_dsn(url, password=password) if password else url
 
@@ -118,7 +107,7 @@ def server(env=os.environ):
         "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
         # Keys the references that stand for submission ids in the logs
         # (submission/logref.py); the worker's must be the same.
-        "LOG_KEY": _secret(env, "LOG_KEY"),
+        "LOG_KEY": secret(env, "LOG_KEY"),
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     }
 
@@ -128,9 +117,9 @@ def from_env(env=os.environ):
         "SECRET_KEY": _secret_key(env),
         # The web only reads: where roles are set up (db/roles.sql) it connects as survey_web.
         "DATABASE_URL": (
-            _with_password(env["WEB_DATABASE_URL"], _secret(env, "WEB_DATABASE_PASSWORD")) if env.get("WEB_DATABASE_URL")
+            _with_password(env["WEB_DATABASE_URL"], secret(env, "WEB_DATABASE_PASSWORD")) if env.get("WEB_DATABASE_URL")
             else _with_password(env.get("DATABASE_URL", "postgresql://survey@127.0.0.1:15432/survey"),
-                                _secret(env, "DATABASE_PASSWORD"))),
+                                secret(env, "DATABASE_PASSWORD"))),
         # PostgreSQL connections each gunicorn process keeps open for receipts,
         # /readyz and /results; a sync worker serves one request at a time, so
         # one is enough.  WEB_CONCURRENCY x this, plus the worker's, must

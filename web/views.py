@@ -62,9 +62,9 @@ def availability(count=False):
     """Whether the survey takes answers now ('open', 'not_open', 'closed'),
     and how many it has taken (None if not asked for, or not known just now).
 
-    The count comes from this process's copy (SubmissionQueue.taken_lately):
-    the form and the tallies never wait on Redis, and a post's own accept
-    is what enforces the cap, exactly."""
+    The count is a short read of Redis (SubmissionQueue.taken_lately), skipped
+    for a while after one failed: the form and the tallies never wait long
+    on Redis, and a post's own accept is what enforces the cap, exactly."""
     survey = current_app.config["SURVEY"]
     accepted = None
     if count or survey.max_responses is not None:

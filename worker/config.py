@@ -8,7 +8,7 @@ from pathlib import Path
 from psycopg2.extensions import make_dsn
 
 import survey
-from submission import DEFAULT_CSRF_TIME_LIMIT, DEFAULT_JOB_TIMEOUT
+from submission import DEFAULT_CSRF_TIME_LIMIT, DEFAULT_JOB_TIMEOUT, secret
 
 DB_DIR = Path(__file__).resolve().parent.parent / "db"
 DEFAULT_SCHEMA = DB_DIR / "schema.sql"
@@ -25,18 +25,7 @@ ROLE_PASSWORDS = {
 }
 
 
-# secret and with_password have twins in web/config.py: each image ships only
-# its own package, so the two services share no code.
-def secret(env, name):
-    """NAME from the environment, or the contents of the file NAME_FILE names."""
-    if env.get(name):
-        return env[name]
-    if env.get(f"{name}_FILE"):
-        with open(env[f"{name}_FILE"]) as fh:
-            return fh.read().strip()
-    return None
-
-
+# with_password has a twin in web/config.py.
 def with_password(url, password):
     # make_dsn merges it into the connection string, so it never sits in a URL in a config file.
     return make_dsn(url, password=password) if password else url

@@ -71,6 +71,8 @@ def discard():
 # failure is reported keeps the worker near idle; the job still fails and
 # retries with RQ's back-off, and every job behind it waits safely queued.
 PAUSE_WHEN_DATABASE_DOWN_S = 1.0
+# What psycopg2 raises when the server is away or does not answer.
+SERVER_AWAY = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 def execute(statement, params):
@@ -80,7 +82,7 @@ def execute(statement, params):
         with conn, conn.cursor() as cur:
             cur.execute(statement, params)
             return cur.fetchall()
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+    except SERVER_AWAY:
         # The server went away: drop the connection so the retry reconnects.
         discard()
         time.sleep(PAUSE_WHEN_DATABASE_DOWN_S)

@@ -9,6 +9,8 @@ import psycopg2
 
 from submission import ERASE_JOB, PayloadError
 
+from .db import SERVER_AWAY
+
 # An erase job queued by an earlier release has the older name.
 ERASE_JOBS = (ERASE_JOB, "worker.jobs.erase_submission")
 
@@ -27,18 +29,14 @@ def fail_fast(job, exc_type, exc_value, traceback):
     return True  # let the next handler and RQ's default handling go on
 
 
-# Failures a later try can get past: the database away, or not answering.
-TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
-
-
 def erase_until_done(job, exc_type, exc_value, traceback):
     """An RQ exception handler: an erase that fails because the database is
-    away is never given up (RQ would park it in the failed registry after
+    away (db.SERVER_AWAY) is never given up (RQ would park it in the failed registry after
     its last retry, and the answer would stay).  It keeps its place and
     retries at its last, longest back-off, for as long as the outage lasts.
     RQ takes the interval from how many retries are left (the last with one
     left), so one is left each time."""
-    if (exc_type is not None and issubclass(exc_type, TRANSIENT) and job.func_name in ERASE_JOBS
+    if (exc_type is not None and issubclass(exc_type, SERVER_AWAY) and job.func_name in ERASE_JOBS
             and job.retry_intervals and (job.retries_left or 0) < 1):
         job.retries_left = 1
     return True
