@@ -24,7 +24,8 @@ import psycopg2
 from flask import abort, current_app, redirect, render_template, url_for
 
 import web
-from worker.jobs import INSERT_SUBMISSION
+import submission as payload
+from worker.jobs import inserts
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class Writer:
         conn = self._conn
         try:
             with conn, conn.cursor() as cur:
-                cur.execute(INSERT_SUBMISSION, submission)
+                for statement, params in inserts([payload.parse(submission)]):
+                    cur.execute(statement, params)
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             conn.close()  # reconnect on the next request
             raise
@@ -56,7 +58,8 @@ class Writer:
 
 def _accepted_form():
     """The validated form, or the 422 page the web answers for an invalid one."""
-    form = current_app.extensions["survey_form"]()  # this app's survey's form (web/forms.py)
+    # This app's survey's form (web/forms.py).
+    form = current_app.extensions["survey_forms"][current_app.config["SURVEY"].path]()
     if not form.validate():
         return None, (render_template("form.html", form=form), 422)
     return form, None

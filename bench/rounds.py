@@ -135,7 +135,7 @@ class Round:
         self.out["drains"] = {}
         worker_rss = []
         for n in DRAIN_WORKERS:
-            s.sql("TRUNCATE cats")
+            s.sql("TRUNCATE answers.cats")
             restore_redis(s.redis, snapshot, hold=(QUEUE_KEY, HELD_QUEUE))
             s.start_workers(n)
             s.wait_workers_ready()

@@ -23,10 +23,10 @@ BIN = Path(sys.executable).parent
 SLOW_TRIGGER = """
 CREATE OR REPLACE FUNCTION bench_slow_insert() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$;
-DROP TRIGGER IF EXISTS bench_slow ON cats;
-CREATE TRIGGER bench_slow BEFORE INSERT ON cats FOR EACH ROW EXECUTE FUNCTION bench_slow_insert();
+DROP TRIGGER IF EXISTS bench_slow ON answers.cats;
+CREATE TRIGGER bench_slow BEFORE INSERT ON answers.cats FOR EACH ROW EXECUTE FUNCTION bench_slow_insert();
 """
-FAST_AGAIN = "DROP TRIGGER IF EXISTS bench_slow ON cats"
+FAST_AGAIN = "DROP TRIGGER IF EXISTS bench_slow ON answers.cats"
 
 # The web designs the benchmark runs, as gunicorn app URIs (None: ours, the
 # wsgi_app of web/gunicorn.conf.py).  The others are in bench/naive_app.py.
@@ -277,7 +277,7 @@ class Stack:
 
     def reset(self):
         """Empty table and Redis between rounds (with the workers stopped)."""
-        self.sql("TRUNCATE cats")
+        self.sql("TRUNCATE answers.cats")
         self.redis.flushall()
 
     def destroy(self):

@@ -34,7 +34,7 @@ def count_rows(url):
     with conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM cats")
         n = cur.fetchone()[0]
-        cur.execute("TRUNCATE cats")
+        cur.execute("TRUNCATE answers.cats")
     conn.close()
     return n
 

@@ -28,15 +28,15 @@ $$;
 
 GRANT USAGE ON SCHEMA public TO survey_worker, survey_web, auditor;
 
--- Start from nothing, then grant exactly what each role needs.
-REVOKE ALL ON cats FROM PUBLIC, survey_worker, survey_web, auditor;
--- INSERT ... ON CONFLICT (submission_id) DO NOTHING needs INSERT, and SELECT
--- on the conflict column to find the existing row; RETURNING reads the two
--- timestamps for the worker's queue-latency metric.  The answers themselves
--- (name, coat, donut) stay unreadable.
-GRANT INSERT ON cats TO survey_worker;
-GRANT SELECT (submission_id, submitted_at, stored_at) ON cats TO survey_worker;
-GRANT SELECT ON cats TO survey_web, auditor;
+-- Each survey's table and view get theirs from worker/tables.py, after this
+-- file: the worker inserts into the table (never reading an answer), the web
+-- and the auditor read the view.  The schema holding the tables is the worker's
+-- to insert into only.
+REVOKE ALL ON SCHEMA answers FROM PUBLIC, survey_web, auditor;
+GRANT USAGE ON SCHEMA answers TO survey_worker;
+-- Which questions each survey has asked: the tallies' and exports' labels.
+REVOKE ALL ON survey_tables FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT SELECT ON survey_tables TO survey_web, auditor;
 
 -- Erasure: the worker erases only through erase_submissions() (SECURITY
 -- DEFINER, db/schema.sql), which always leaves a tombstone; it never holds
@@ -48,7 +48,9 @@ GRANT SELECT ON erasures TO survey_web, auditor;
 GRANT SELECT (submission_id) ON erasures TO survey_worker;
 REVOKE ALL ON FUNCTION erase_submissions(uuid[]) FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT EXECUTE ON FUNCTION erase_submissions(uuid[]) TO survey_worker;
-REVOKE ALL ON FUNCTION cats_skip_erased(), cats_require_read_committed() FROM PUBLIC, survey_worker, survey_web, auditor;
+REVOKE ALL ON FUNCTION expired_submissions(integer, integer) FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT EXECUTE ON FUNCTION expired_submissions(integer, integer) TO survey_worker;
+REVOKE ALL ON FUNCTION answers_skip_erased(), answers_require_read_committed() FROM PUBLIC, survey_worker, survey_web, auditor;
 
 -- The migration's own bookkeeping: the owner's alone.
 REVOKE ALL ON schema_applied FROM PUBLIC, survey_worker, survey_web, auditor;

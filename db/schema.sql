@@ -1,12 +1,28 @@
--- The survey's one table. Applied on a fresh database and re-applied on every
--- start, so each statement must be idempotent.
+-- What every survey's table shares.  Applied on a fresh database and
+-- re-applied on a changed one, so each statement must be idempotent.
 --
--- name, coat and donut come first and keep the tutorial's names, so an
--- auditor's `select * from cats;` still reads the same.  Length limits match
--- the web form's (web/forms.py); the allowed coat and donut values live only in
--- the form, so adding a choice needs no migration.
+-- Each survey's answers are a table of their own in the schema `answers`,
+-- one column per question, and the auditor reads them through a view of the
+-- same name in `public`: `select * from cats;` (worker/tables.py makes both
+-- from the survey files, and says why a table and a view).
 
-CREATE TABLE IF NOT EXISTS cats (
+CREATE SCHEMA IF NOT EXISTS answers;
+
+-- An earlier release kept the cat survey's answers in public.cats: moved,
+-- rows, indexes and all, to where every survey's table lives (instant).
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('public.cats')) = 'r' THEN
+        ALTER TABLE public.cats SET SCHEMA answers;
+    END IF;
+END
+$$;
+
+-- The tutorial's table, as it was: name, coat and donut come first and keep
+-- the tutorial's names.  Length limits match the form's (survey/cats.toml);
+-- the allowed coat and donut values live only in the survey file, so adding
+-- a choice needs no migration.
+CREATE TABLE IF NOT EXISTS answers.cats (
     name          text        NOT NULL CHECK (char_length(name) BETWEEN 1 AND 50),
     coat          text        NOT NULL CHECK (char_length(coat) BETWEEN 1 AND 32),
     donut         text        NOT NULL CHECK (char_length(donut) BETWEEN 1 AND 32),
@@ -16,8 +32,19 @@ CREATE TABLE IF NOT EXISTS cats (
     submitted_at  timestamptz NOT NULL,
     stored_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+CREATE INDEX IF NOT EXISTS cats_stored_at ON answers.cats (stored_at);
+-- Which version of its survey file an answer answered (NULL: before versions).
+ALTER TABLE answers.cats ADD COLUMN IF NOT EXISTS survey_version text;
 
-CREATE INDEX IF NOT EXISTS cats_stored_at ON cats (stored_at);
+-- Each survey's table and the questions it has ever asked, in order: a
+-- question removed from the file keeps its column, its answers and its label.
+CREATE TABLE IF NOT EXISTS survey_tables (
+    table_name text        PRIMARY KEY,
+    slug       text        NOT NULL,
+    version    text        NOT NULL,
+    questions  jsonb       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- Erasure (the respondent's, the auditor's, or retention's): a tombstone
 -- holds the id and when it was erased, never an answer.  An id here is never
@@ -27,6 +54,10 @@ CREATE TABLE IF NOT EXISTS erasures (
     submission_id uuid        PRIMARY KEY,
     erased_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- The survey's table the answer was erased from (or kept out of, when the
+-- erase came first), so each survey's cap counts its own (submission/cap.py);
+-- NULL until known, and for tombstones from before there were several surveys.
+ALTER TABLE erasures ADD COLUMN IF NOT EXISTS survey_table text;
 
 -- Why a lock, and why these two functions make the order of events harmless:
 -- a store and an erase of one id each take the same transaction-scoped
@@ -62,22 +93,26 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION cats_skip_erased() RETURNS trigger
+-- Before this release the triggers were the cat table's own.
+DROP FUNCTION IF EXISTS cats_skip_erased() CASCADE;
+DROP FUNCTION IF EXISTS cats_require_read_committed() CASCADE;
+
+CREATE OR REPLACE FUNCTION answers_skip_erased() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('survey submission'), hashtext(NEW.submission_id::text) & 1023);
     IF EXISTS (SELECT FROM erasures WHERE submission_id = NEW.submission_id) THEN
+        UPDATE erasures SET survey_table = TG_TABLE_NAME
+            WHERE submission_id = NEW.submission_id AND survey_table IS NULL;
         RETURN NULL;  -- erased: the row is skipped, as ON CONFLICT skips a stored one
     END IF;
     RETURN NEW;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER cats_skip_erased BEFORE INSERT ON cats
-    FOR EACH ROW EXECUTE FUNCTION cats_skip_erased();
-
 -- Once per statement, not per row: a batch of 200 rows checks once.
-CREATE OR REPLACE FUNCTION cats_require_read_committed() RETURNS trigger
+-- worker/tables.py puts both triggers on every survey's table.
+CREATE OR REPLACE FUNCTION answers_require_read_committed() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 BEGIN
     PERFORM require_read_committed();
@@ -85,29 +120,55 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER cats_read_committed BEFORE INSERT ON cats
-    FOR EACH STATEMENT EXECUTE FUNCTION cats_require_read_committed();
-
 -- Tombstone then delete, for any number of ids; returns how many stored rows
 -- it deleted.  SECURITY DEFINER: the worker may delete only through this,
 -- and only with a tombstone (db/roles.sql grants EXECUTE, never DELETE).
 CREATE OR REPLACE FUNCTION erase_submissions(ids uuid[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
-    deleted integer;
+    deleted integer := 0;
+    more integer;
+    answers_table name;
 BEGIN
     PERFORM require_read_committed();
     PERFORM pg_advisory_xact_lock(hashtext('survey submission'), bucket)
         FROM (SELECT DISTINCT hashtext(id::text) & 1023 AS bucket FROM unnest(ids) AS id) AS buckets ORDER BY bucket;
     INSERT INTO erasures (submission_id) SELECT DISTINCT unnest(ids) ON CONFLICT (submission_id) DO NOTHING;
-    DELETE FROM cats WHERE submission_id = ANY (ids);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
+    -- Every survey's table, those no file asks any more included.
+    FOR answers_table IN SELECT relname FROM pg_class WHERE relnamespace = 'answers'::regnamespace AND relkind = 'r'
+    LOOP
+        EXECUTE format('WITH gone AS (DELETE FROM answers.%I WHERE submission_id = ANY ($1) RETURNING submission_id) '
+                       'UPDATE erasures SET survey_table = %L FROM gone WHERE erasures.submission_id = gone.submission_id',
+                       answers_table, answers_table) USING ids;
+        GET DIAGNOSTICS more = ROW_COUNT;
+        deleted := deleted + more;
+    END LOOP;
     RETURN deleted;
 END
 $$;
 
+-- Retention's question (worker/erasure.py): the oldest `lim` answers of
+-- every survey stored more than `days` days ago.
+CREATE OR REPLACE FUNCTION expired_submissions(days integer, lim integer) RETURNS text[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    every_table text;
+    expired text[];
+BEGIN
+    SELECT string_agg(format('SELECT submission_id, stored_at FROM answers.%I', relname), ' UNION ALL ')
+        INTO every_table FROM pg_class WHERE relnamespace = 'answers'::regnamespace AND relkind = 'r';
+    IF every_table IS NULL THEN
+        RETURN '{}';
+    END IF;
+    EXECUTE format('SELECT coalesce(array_agg(submission_id::text), ''{}'') FROM (SELECT submission_id FROM (%s) AS a '
+                   'WHERE stored_at < now() - make_interval(days => $1) ORDER BY stored_at LIMIT $2) AS e', every_table)
+        INTO expired USING days, lim;
+    RETURN expired;
+END
+$$;
+
 -- The digest of this file and db/roles.sql as last applied (worker/migrate.py):
--- a start with the same files applies nothing, so takes no lock on cats.
+-- a start with the same files applies nothing, so takes no lock on any survey's table.
 CREATE TABLE IF NOT EXISTS schema_applied (
     one        boolean     PRIMARY KEY DEFAULT true CHECK (one),
     digest     text        NOT NULL,

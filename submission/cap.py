@@ -25,26 +25,39 @@ Both images copy this package (web/Dockerfile, worker/Dockerfile)."""
 import time
 import uuid
 
+from psycopg2 import sql
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-# Which of the given ids PostgreSQL holds, as a row or a tombstone.
+# Which of the given ids PostgreSQL holds, as a row of the survey's table
+# or a tombstone (an id is never both).
 HELD = """
-    SELECT coalesce(array_agg(id::text), '{}')
+    SELECT coalesce(array_agg(id::text), '{{}}')
     FROM unnest(%s::uuid[]) AS id
-    WHERE EXISTS (SELECT FROM cats WHERE submission_id = id)
+    WHERE EXISTS (SELECT FROM public.{table} WHERE submission_id = id)
        OR EXISTS (SELECT FROM erasures WHERE submission_id = id)
 """
-# The answers PostgreSQL holds (an id is never both a row and a tombstone),
-# and which of the given ids, in one statement: one snapshot for both.  For
-# a rebuild only: it counts every row.
+# The answers of the survey PostgreSQL holds (its rows, and the tombstones of
+# those erased from its table: db/schema.sql), and which of the given ids, in
+# one statement: one snapshot for both.  For a rebuild only: it counts every
+# row.  Tombstones from before they named their table are the cat survey's.
 KNOWN = """
-    SELECT (SELECT count(*) FROM cats) + (SELECT count(*) FROM erasures),
-           (SELECT coalesce(array_agg(id::text), '{}')
+    SELECT (SELECT count(*) FROM public.{table})
+           + (SELECT count(*) FROM erasures WHERE survey_table = {name} OR (survey_table IS NULL AND {name} = 'cats')),
+           (SELECT coalesce(array_agg(id::text), '{{}}')
             FROM unnest(%s::uuid[]) AS id
-            WHERE EXISTS (SELECT FROM cats WHERE submission_id = id)
+            WHERE EXISTS (SELECT FROM public.{table} WHERE submission_id = id)
                OR EXISTS (SELECT FROM erasures WHERE submission_id = id))
 """
+
+
+def held_query(table):
+    return sql.SQL(HELD).format(table=sql.Identifier(table))
+
+
+def known_query(table):
+    return sql.SQL(KNOWN).format(table=sql.Identifier(table), name=sql.Literal(table))
+
 
 # KEYS: settled, pending, the erased mark, the erase job, the store job.
 # ARGV: the id, the cap (-1: none), now.  3: erased; 2: counted before (a
@@ -112,6 +125,7 @@ CHUNK = 1000
 # taken.  The web deletes it at start (web/__init__.py).
 LEGACY_KEY = "survey:accepted:{}"
 JOB_PREFIX = "rq:job:"
+LEGACY_TABLE = "cats"
 # How the web describes a store job (web/submissions.py), which tells it from the other jobs.
 STORE_DESCRIPTION = b"store submission "
 
@@ -122,17 +136,36 @@ def _chunks(items):
 
 
 class Cap:
-    def __init__(self, connection, queue_name):
+    """One survey's count: each survey (by its table) has its own, and the
+    cat survey keeps the keys it had before there were several."""
+
+    def __init__(self, connection, queue_name, table=LEGACY_TABLE):
         self.redis = connection
         self.queue_name = queue_name
-        self.settled_key = f"survey:cap:{queue_name}:settled"
-        self.pending_key = f"survey:cap:{queue_name}:pending"
+        self.table = table
+        prefix = f"survey:cap:{queue_name}" + ("" if table == LEGACY_TABLE else f":{table}")
+        self.settled_key = f"{prefix}:settled"
+        self.pending_key = f"{prefix}:pending"
         self.legacy_key = LEGACY_KEY.format(queue_name)
         self._accept = connection.register_script(ACCEPT)
         self._give_back = connection.register_script(GIVE_BACK)
         self._settle = connection.register_script(SETTLE)
         self._rebuild = connection.register_script(REBUILD)
         self._drop_unqueued = connection.register_script(DROP_UNQUEUED)
+
+    def of(self, table):
+        """The count of the survey stored in `table`, on the same queue."""
+        return self if table == self.table else Cap(self.redis, self.queue_name, table)
+
+    @staticmethod
+    def tables(connection, queue_name):
+        """The tables of the surveys with answers waiting in a count (a few
+        keys: one per survey with a cap)."""
+        tables = set()
+        for key in connection.scan_iter(match=f"survey:cap:{queue_name}*:pending", count=1000):
+            middle = key.decode()[len(f"survey:cap:{queue_name}"):-len(":pending")]
+            tables.add(middle[1:] if middle else LEGACY_TABLE)
+        return sorted(tables)
 
     def accept(self, submission_id, cap, erased_key, erase_job_key):
         """'new', 'again', 'erased', 'full', or 'lost' (rebuild, then ask again)."""

@@ -20,8 +20,10 @@ def main(argv):
     except SurveyFileError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"{survey.path}: ok: {survey.title!r}, {len(survey.coat.choices)} {survey.coat.label.lower()} "
-          f"and {len(survey.donut.choices)} {survey.donut.label.lower()} choices")
+    kinds = ", ".join(f"{q.id} ({q.type}{', if ' + q.show_if.question if q.show_if else ''})"
+                      for q in survey.questions)
+    print(f"{survey.path}: ok: {survey.title!r}, stored in table {survey.table}, "
+          f"{len(survey.questions)} questions: {kinds}")
     return 0
 
 

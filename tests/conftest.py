@@ -41,7 +41,7 @@ def database_url(pg_server):
 def empty_table(database_url):
     conn = psycopg2.connect(database_url)
     with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE cats, erasures")
+        cur.execute("TRUNCATE answers.cats, erasures")
     conn.close()
 
 
@@ -210,13 +210,17 @@ SLOW_TIERS = {
     # Minutes of waiting out RQ's timeouts and restarts (README, "Test it").
     "tests/faults/": "faults",
     "tests/test_runner.py": "runner",
+    # A million rows exported, and clients held until nginx drops them at 10 s.
+    "tests/test_long_export.py": "long",
+    "tests/test_proxy.py::test_slow_clients_do_not_stop_a_visitor": "long",
 }
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = item.path.relative_to(config.rootpath).as_posix()
-        tiers = [tier for prefix, tier in SLOW_TIERS.items() if path.startswith(prefix)]
+        tiers = [tier for prefix, tier in SLOW_TIERS.items()
+                 if path.startswith(prefix) or item.nodeid.startswith(prefix)]
         # checkov runs once per session, for the tests that ask for its findings.
         if "checkov_findings" in getattr(item, "fixturenames", ()):
             tiers.append("checkov")

@@ -10,5 +10,8 @@ def samples(text):
 
 
 def value(parsed, name, **labels):
-    """One sample's value, 0 when it is absent (a counter not yet incremented)."""
-    return parsed.get((name, frozenset(labels.items())), 0.0)
+    """The sum of the samples of `name` that carry `labels` (whatever other
+    labels they have, such as the survey); 0 when there are none (a counter
+    not yet incremented)."""
+    wanted = set(labels.items())
+    return sum(v for (sample, have), v in parsed.items() if sample == name and wanted <= have)

@@ -129,7 +129,9 @@ def test_a_give_back_keeps_the_count_when_the_enqueue_ran(make_client, redis):
     sid = str(uuid.uuid4())
     assert queue.accept(sid, 2) == "new"
     with app.test_request_context():
-        form = app.extensions["survey_form"](data={**ANSWERS, "submission_id": sid})
+        from werkzeug.datastructures import MultiDict
+        form = app.extensions["survey_forms"][app.config["SURVEY"].path](MultiDict({**ANSWERS, "submission_id": sid}))
+        assert form.validate()
         from datetime import datetime, timezone
         assert queue.enqueue(form.submission(datetime.now(timezone.utc)))
     queue.unaccept(sid)

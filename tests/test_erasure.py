@@ -12,6 +12,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+import submission as payload
 from submission import STORE_JOB, erased_key
 from submission.cap import Cap
 from tests.conftest import hidden_fields, redis_holding, store_job_gone
@@ -78,7 +79,8 @@ def test_erase_leaves_a_tombstone_and_no_answer(env, owner, redis, rows):
     assert tombstones(conn) == [sub["id"]]
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM erasures")
-        assert [c.name for c in cur.description] == ["submission_id", "erased_at"]  # no answers
+        # No answers: the id, when, and which survey's table it left (for that survey's cap).
+        assert [c.name for c in cur.description] == ["submission_id", "erased_at", "survey_table"]
     assert erasure.erase_submission(sub["id"], redis) == {"erased": False}  # again: nothing more
     assert tombstones(conn) == [sub["id"]]
 
@@ -116,7 +118,8 @@ def test_an_erase_committing_while_a_store_is_in_flight_wins(env, owner, redis, 
     """The store's insert is not committed when the erase starts: the erase
     waits for it, then deletes the row it committed."""
     sub = submission()
-    erased, watcher = interleave(owner, jobs.INSERT_SUBMISSION, sub, lambda: erasure.erase_submission(sub["id"], redis))
+    ((insert, params),) = jobs.inserts([payload.parse(sub)])
+    erased, watcher = interleave(owner, insert, params, lambda: erasure.erase_submission(sub["id"], redis))
     assert erased == {"erased": True}
     assert rows() == []
     assert tombstones(watcher) == [sub["id"]]

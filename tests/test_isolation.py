@@ -8,13 +8,15 @@ import uuid
 import psycopg2
 import pytest
 
+import survey
+
 from web.store import Store
 from worker import db as worker_db
 from worker import erasure, jobs
 from worker.config import Config
 from worker.migrate import migrate
 
-INSERT = "INSERT INTO cats (submission_id, name, coat, donut, submitted_at) VALUES (%s, 'Rex', 'tabby', 'glazed', now())"
+INSERT = "INSERT INTO answers.cats (submission_id, name, coat, donut, submitted_at) VALUES (%s, 'Rex', 'tabby', 'glazed', now())"
 
 
 @pytest.fixture
@@ -88,5 +90,7 @@ def test_the_exports_and_tallies_leave_out_a_tombstoned_id(repeatable_read_db):
         # As a store that ran under the wrong level would have left it: the row and its tombstone.
         cur.execute("INSERT INTO erasures (submission_id) VALUES (%s)", (erased,))
     store = Store(url)
-    assert [str(row[0]) for row in store.export_rows()] == [kept]
-    assert store.tallies()["total"] == 1
+    cats = survey.load()
+    columns, rows = store.export_rows(cats)
+    assert [str(row[0]) for row in rows] == [kept]
+    assert store.tallies(cats, store.questions(cats))["total"] == 1

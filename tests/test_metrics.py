@@ -57,7 +57,10 @@ def test_rejections_count_by_field_and_reason(client, post_form):
     reasons = {dict(labels)["reason"] for (name, labels) in scrape(client) if name == REJECTED}
     assert reasons <= {"missing", "too_long", "control_chars", "not_a_choice", "invalid", "expired",
                        "no_session", "no_referrer", "bad_referrer", "too_large", "queue_full", "rate_limited",
-                       "honeypot", "too_fast", "replayed", "closed", "not_open", "erased"}
+                       "honeypot", "too_fast", "replayed", "closed", "not_open", "erased",
+                       # The other question types' (survey/questions/).
+                       "too_few", "too_many", "out_of_range", "not_a_number", "not_whole", "not_an_email",
+                       "not_a_date"}
 
 
 def test_too_large_post_counts(client):

@@ -23,7 +23,7 @@ def test_valid_submission_becomes_exactly_one_row(post_form, fresh_form, redis, 
     assert [job.id for job in jobs] == [hidden["submission_id"]]
     assert jobs[0].func_name == STORE_JOB
     # JSON on the wire, not pickle: the payload is readable by anything.
-    assert jobs[0].kwargs["submission"]["name"] == "Pika"
+    assert jobs[0].kwargs["submission"]["answers"]["name"] == "Pika"
 
     assert rows() == []
     run_worker()

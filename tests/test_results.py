@@ -195,10 +195,10 @@ def read_only_url(env):
     with conn.cursor() as cur:
         cur.execute("DROP ROLE IF EXISTS results_reader_test")
         cur.execute("CREATE ROLE results_reader_test LOGIN PASSWORD 'reader'")
-        cur.execute("GRANT SELECT ON cats, erasures TO results_reader_test")
+        cur.execute("GRANT SELECT ON cats, erasures, survey_tables TO results_reader_test")
     yield make_dsn(env["DATABASE_URL"], user="results_reader_test", password="reader")
     with conn.cursor() as cur:
-        cur.execute("REVOKE ALL ON cats, erasures FROM results_reader_test")
+        cur.execute("REVOKE ALL ON cats, erasures, survey_tables FROM results_reader_test")
         cur.execute("DROP ROLE results_reader_test")
     conn.close()
 

@@ -9,7 +9,8 @@ import pytest
 
 from psycopg2.extensions import make_dsn
 
-from submission.cap import HELD
+import submission as payload
+from submission.cap import held_query
 from tests.servers import PostgresServer, statements_kept
 from web import config as web_config
 from worker.config import Config
@@ -19,10 +20,14 @@ SCHEMA = Config.from_env({}).schema_path
 ROLES = Config.from_env({}).roles_path
 WRITES = {
     "insert": "INSERT INTO cats (submission_id, name, coat, donut, submitted_at) VALUES (%s, 'x', 'y', 'z', now())",
+    # The auditor's view of the answers, and the table under it (worker/tables.py).
     "update": "UPDATE cats SET name = 'Hacked'",
     "delete": "DELETE FROM cats",
-    "truncate": "TRUNCATE cats",
-    "drop": "DROP TABLE cats",
+    "drop": "DROP VIEW cats",
+    "update table": "UPDATE answers.cats SET name = 'Hacked'",
+    "delete table": "DELETE FROM answers.cats",
+    "truncate": "TRUNCATE answers.cats",
+    "drop table": "DROP TABLE answers.cats",
     "create": "CREATE TABLE sneaky (id int)",
     # A tombstone without the erase, or one taken back: the answer could come back.
     "tombstone": "INSERT INTO erasures (submission_id) VALUES (%s)",
@@ -59,25 +64,28 @@ def allowed(conn, statement):
 
 def test_worker_can_insert_idempotently_and_nothing_else(roles_db):
     conn = connect(roles_db, "survey_worker")
-    from worker.jobs import INSERT_SUBMISSION
+    from worker.jobs import inserts
     sub = {"id": str(uuid.uuid4()), "name": "Pika", "coat": "tortie", "donut": "glazed",
            "submitted_at": "2026-01-01T00:00:00Z"}
+    ((insert, params),) = inserts([payload.parse(sub)])
     with conn.cursor() as cur:
-        cur.execute(INSERT_SUBMISSION, sub)
+        cur.execute(insert, params)
         assert cur.rowcount == 1
-        cur.execute(INSERT_SUBMISSION, sub)  # the retried job: ON CONFLICT still works
+        cur.execute(insert, params)  # the retried job: ON CONFLICT still works
         assert cur.rowcount == 0
     assert not allowed(conn, "SELECT name FROM cats")  # it never needs to read the answers
-    for what in ("update", "delete", "truncate", "drop", "create", "tombstone", "untombstone"):
+    assert not allowed(conn, "SELECT name FROM answers.cats")
+    for what in ("update", "delete", "drop", "update table", "delete table", "truncate", "drop table", "create",
+                 "tombstone", "untombstone"):
         assert not allowed(conn, WRITES[what]), what
     # It deletes only through the function that leaves a tombstone.
     with conn.cursor() as cur:
         cur.execute("SELECT erase_submissions(ARRAY[%s]::uuid[])", (sub["id"],))
         assert cur.fetchone() == (1,)
-        cur.execute(INSERT_SUBMISSION, sub)  # and the erased answer cannot be stored again
+        cur.execute(insert, params)  # and the erased answer cannot be stored again
         assert cur.rowcount == 0
         # The cap's reconcile asks which ids are in, rows or tombstones (submission/cap.py).
-        cur.execute(HELD, ([sub["id"], str(uuid.uuid4())],))
+        cur.execute(held_query("cats"), ([sub["id"], str(uuid.uuid4())],))
         assert cur.fetchone()[0] == [sub["id"]]
     conn.close()
 
@@ -118,7 +126,7 @@ def _privileges(url):
     conn = psycopg2.connect(url)
     with conn.cursor() as cur:
         cur.execute("SELECT grantee, privilege_type, table_name, column_name FROM information_schema.column_privileges "
-                    "WHERE table_name IN ('cats', 'erasures') AND grantee IN ('survey_worker', 'survey_web', 'auditor') "
+                    "WHERE table_name IN ('cats', 'erasures', 'survey_tables') AND grantee IN ('survey_worker', 'survey_web', 'auditor') "
                     "ORDER BY 1, 2, 3, 4")
         rows = cur.fetchall()
         cur.execute("SELECT grantee, routine_name FROM information_schema.routine_privileges "

@@ -20,10 +20,12 @@ def _count_at_start(app):
     and drop the set that held every id ever accepted (before submission/cap.py)."""
     queue = app.extensions["submission_queue"]
     try:
-        queue.redis.delete(queue.cap.legacy_key)
-        if app.config["SURVEY"].max_responses is not None and queue.accepted() is None:
-            queue.rebuild(app.extensions["submission_store"])
-            log.warning("the count of answers taken was missing in Redis; rebuilt it from PostgreSQL")
+        queue.redis.delete(queue.count("cats").legacy_key)
+        for survey in app.config["SURVEY_TABLES"].values():
+            if survey.max_responses is not None and queue.accepted(survey.table) is None:
+                queue.rebuild(app.extensions["submission_store"], survey.table)
+                log.warning("the count of answers %s took was missing in Redis; rebuilt it from PostgreSQL",
+                            survey.slug)
     except (redis.RedisError, psycopg2.Error) as exc:
         # The first post with a cap rebuilds it instead.
         log.warning("could not check the count of answers taken at start: %s", exc)
@@ -40,10 +42,13 @@ def create_app(overrides=None):
     app.before_request(views.turn_away_rate_limited)
     security.init_app(app)  # before CSRF: a post that is no form gets told so
     csrf.init_app(app)
-    app.extensions["survey_form"] = forms.form_class(app.config["SURVEY"])
+    surveys = list(app.config["SURVEY_TABLES"].values())
+    # Each survey's form class, made once (by file: / and /s/SLUG may be one survey).
+    app.extensions["survey_forms"] = {survey.path: forms.form_class(survey) for survey in surveys}
     app.extensions["submission_queue"] = SubmissionQueue(app.config)
     app.extensions["submission_store"] = Store(app.config["DATABASE_URL"], app.config["WEB_DB_POOL_SIZE"],
-                                               app.config["WEB_DB_TIMEOUT"], app.config["WEB_DB_READERS"])
+                                               app.config["WEB_DB_TIMEOUT"], app.config["WEB_DB_READERS"],
+                                               surveys)
 
     _count_at_start(app)
 

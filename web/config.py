@@ -113,6 +113,8 @@ def server(env=os.environ):
 
 
 def from_env(env=os.environ):
+    # A broken file raises survey.SurveyFileError before anything serves.
+    root, folder = survey.all_from_env(env)
     return {
         "SECRET_KEY": _secret_key(env),
         # The web only reads: where roles are set up (db/roles.sql) it connects as survey_web.
@@ -165,9 +167,11 @@ def from_env(env=os.environ):
         # auditor's password at all (web/auditor.py): one connection per
         # process per interval, and only when someone signs in.
         "AUDITOR_TRUST_CHECK_INTERVAL": int(env.get("AUDITOR_TRUST_CHECK_INTERVAL", "60")),
-        # The survey (SURVEY_FILE, with OPENS_AT, CLOSES_AT and MAX_RESPONSES
-        # applied); a broken file raises survey.SurveyFileError before anything serves.
-        "SURVEY": survey.from_env(env),
+        # The survey at / (SURVEY_FILE, with OPENS_AT, CLOSES_AT and MAX_RESPONSES
+        # applied), and SURVEYS_DIR's surveys by slug, each at /s/SLUG.
+        "SURVEY": root, "SURVEYS": folder,
+        # Every survey by its table: a receipt names the survey that stored it.
+        "SURVEY_TABLES": {s.table: s for s in [*folder.values(), root]},
         # A field people never see (web/bots.py): a post that fills it is a bot's.
         "HONEYPOT_FIELD": _honeypot_field(env.get("HONEYPOT_FIELD", "website")),
         # No person reads three questions and answers them faster; 0: no check.

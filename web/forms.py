@@ -1,129 +1,99 @@
-"""The survey form: its fields, their rules, and their choices and labels from
-the survey file (survey/, SURVEY_FILE)."""
+"""The survey form: what a post answers, checked against the survey file's
+questions (survey/questions/ has each type's rules and messages).
 
-import re
-import unicodedata
+A question hidden by its condition (show_if) is decided here, on the
+server: it is never required, and an answer posted for it is dropped."""
+
 import uuid
 
-from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField, StringField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, ValidationError
+from flask import has_request_context, request
 
 import submission as payload
+from survey.questions.kinds import Invalid
 
-NAME_MAX = 50  # db/schema.sql checks the same limit
+NAME_MAX = 50  # the cat survey's name (survey/cats.toml); db/schema.sql checks the same limit
 
-# C0 and C1 controls, line and paragraph separators, and the bidi overrides
-# and isolates that make a name display as something it is not.
-CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-# What a decoder leaves for bytes that were not UTF-8 (a multipart field, say).
-UNREADABLE = "\ufffd"
-# A name needs one character you can see: a letter, mark, number, punctuation or symbol.
-VISIBLE = ("L", "M", "N", "P", "S")
-
-# Every message the form can show, by a short reason code: the codes label the
-# rejection counter in /metrics, where the messages would be too long.
-REASONS = {}
+NO_SUBMISSION_ID_MESSAGE = "This form is missing its submission id; please reload the page and try again."
 
 
-def _reason(code, message):
-    REASONS[message] = code
-    return message
+class Field:
+    """A form field of our own (the submission id): its value and its errors."""
+
+    def __init__(self, field_id, data=None):
+        self.id = self.name = field_id
+        self.data = data
+        self.errors = []
 
 
-CONTROL_CHARS_MESSAGE = _reason(
-    "control_chars", "The name can't contain control characters such as tabs or line breaks.")
-NO_SUBMISSION_ID_MESSAGE = _reason(
-    "invalid", "This form is missing its submission id; please reload the page and try again.")
+class SurveyForm:
+    """One survey's form, from a post (`formdata`, by default the request's)
+    or empty.  validate() checks every shown question; then `answers` holds
+    what to store and `errors` {question id: [message]}."""
 
+    survey = None  # set by form_class
 
-def _strip(value):
-    return value.strip() if isinstance(value, str) else value
+    def __init__(self, formdata=None, meta=None):
+        if formdata is None and has_request_context() and request.method == "POST":
+            formdata = request.form
+        self.formdata = formdata
+        self.submission_id = Field("submission_id", formdata.get("submission_id") if formdata else None)
+        # What the visitor sent, by question, to show again after an error.
+        self.posted = {q.id: formdata.getlist(q.id) for q in self.survey.questions} if formdata else {}
+        self.answers = {}
+        self.errors = {}
+        self._codes = []
+        self.shown = self.survey.visible({})
 
+    def value(self, question):
+        """The first posted value of `question`, for a field that holds one."""
+        values = self.posted.get(question.id)
+        return values[0] if values else ""
 
-def _no_control_chars(form, field):
-    if field.data and CONTROL_CHARS.search(field.data):
-        raise ValidationError(CONTROL_CHARS_MESSAGE)
+    def picked(self, question):
+        return set(self.posted.get(question.id) or ())
 
+    def validate(self):
+        self.errors, self._codes, self.answers = {}, [], {}
+        self._check_submission_id()
+        cleaned = {}
+        for question in self.survey.questions:
+            condition = question.show_if
+            if condition and not (condition.question in cleaned
+                                  and condition.holds(cleaned[condition.question])):
+                continue  # hidden: not asked, so neither required nor stored
+            try:
+                answer = question.clean(self.posted.get(question.id) or [])
+            except Invalid as exc:
+                self.errors[question.id] = [exc.message]
+                self._codes.append((question.id, exc.code))
+                continue
+            cleaned[question.id] = answer
+        self.shown = self.survey.visible(cleaned)
+        self.answers = {qid: answer for qid, answer in cleaned.items() if answer is not None}
+        return not self.errors
 
-def _readable(missing):
-    def check(form, field):
-        if not field.data:
-            return
-        if UNREADABLE in field.data:
-            raise ValidationError("Part of the name could not be read; please type it again.")
-        if not any(unicodedata.category(c)[0] in VISIBLE for c in field.data):
-            # Zero-width spaces and the like look like nothing at all.
-            raise ValidationError(missing)
-    return check
-
-
-def _uuid(form, field):
-    try:
-        # UUID(..., version=4) would rewrite any UUID into a v4 one; ours are all v4.
-        parsed = uuid.UUID(field.data)
-        if parsed.version != 4:
-            raise ValueError(field.data)
-        field.data = str(parsed)
-    except (TypeError, ValueError, AttributeError):
-        raise ValidationError(NO_SUBMISSION_ID_MESSAGE)
-
-
-def _choice(question):
-    label = question.label
-    return RadioField(
-        label,
-        choices=[SelectChoice(choice.value, choice.label) for choice in question.choices],
-        # The stock message ("Not a valid choice") doesn't say which field.
-        validate_choice=False,
-        validators=[
-            InputRequired(message=_reason("missing", f"Please pick a {label.lower()}.")),
-            AnyOf([choice.value for choice in question.choices],
-                  message=_reason("not_a_choice", f"Please pick a {label.lower()} from the list.")),
-        ],
-    )
-
-
-class BaseForm(FlaskForm):
-    class Meta:
-        # CSRFProtect (web/__init__.py) checks every POST's token before any
-        # view runs.  The form's own CSRF field would sign a fresh token for
-        # every post, accepted ones included, which never show the form again;
-        # form.html asks for a token (csrf_token()) only when it is shown.
-        csrf = False
-
-    submission_id = HiddenField(validators=[_uuid])
+    def _check_submission_id(self):
+        field = self.submission_id
+        try:
+            # UUID(..., version=4) would rewrite any UUID into a v4 one; ours are all v4.
+            parsed = uuid.UUID(field.data)
+            if parsed.version != 4:
+                raise ValueError(field.data)
+            field.data = str(parsed)
+        except (TypeError, ValueError, AttributeError):
+            field.errors = [NO_SUBMISSION_ID_MESSAGE]
+            self.errors["submission_id"] = field.errors
+            self._codes.append(("submission_id", "invalid"))
 
     def rejections(self):
         """(field, reason) for each error, after a failed validate()."""
-        return [(field, REASONS.get(message, "invalid"))
-                for field, messages in self.errors.items() for message in messages]
+        return list(self._codes)
 
     def submission(self, submitted_at):
         """The job's payload, as the shared definition (submission/) builds it."""
-        return payload.build(self.submission_id.data, self.name.data, self.coat.data, self.donut.data, submitted_at)
+        return payload.build(self.submission_id.data, self.survey, self.answers, submitted_at)
 
 
 def form_class(survey):
-    """The form of this survey: its labels, and only its choices accepted."""
-    # "Your cat's name" asks "Please tell us your cat's name."
-    missing = _reason("missing", f"Please tell us {survey.name.label[:1].lower()}{survey.name.label[1:]}.")
-
-    class SurveyForm(BaseForm):
-        name = StringField(
-            survey.name.label,
-            filters=[_strip],
-            validators=[
-                # DataRequired sees the stripped value, so whitespace alone counts as missing.
-                DataRequired(message=missing),
-                Length(min=1, max=NAME_MAX,
-                       message=_reason("too_long", f"The name must be 1 to {NAME_MAX} characters long.")),
-                _no_control_chars,
-                _readable(missing),
-            ],
-        )
-        coat = _choice(survey.coat)
-        donut = _choice(survey.donut)
-
-    return SurveyForm
+    """The form of this survey."""
+    return type("SurveyForm", (SurveyForm,), {"survey": survey})

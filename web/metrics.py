@@ -14,7 +14,7 @@ import os
 import socket
 
 import redis
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, g, has_request_context, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -29,12 +29,14 @@ bp = Blueprint("metrics", __name__)
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 ACCEPTED = Counter(
-    "survey_submissions_accepted", "Valid submissions, by whether this post queued the job or found it already queued.",
-    ["enqueue"], registry=REGISTRY,
+    "survey_submissions_accepted",
+    "Valid submissions, by survey and whether this post queued the job or found it already queued.",
+    ["enqueue", "survey"], registry=REGISTRY,
 )
 REJECTED = Counter(
-    "survey_submissions_rejected", "Rejected posts, by form field and reason (one post can count for several fields).",
-    ["field", "reason"], registry=REGISTRY,
+    "survey_submissions_rejected",
+    "Rejected posts, by survey, form field and reason (one post can count for several fields).",
+    ["field", "reason", "survey"], registry=REGISTRY,
 )
 ENQUEUE_FAILURES = Counter(
     "survey_enqueue_failures", "Valid submissions that could not be queued (Redis errors), by error class.",
@@ -62,9 +64,16 @@ def csrf_reason(description):
     return CSRF_REASONS.get(description, "invalid")
 
 
+def survey_label():
+    """The slug of the survey this request is for (web/views.py's current_survey)."""
+    survey = g.get("survey") if has_request_context() else None
+    return (survey or current_app.config["SURVEY"]).slug
+
+
 def count_rejections(rejections):
+    survey = survey_label()
     for field, reason in rejections:
-        REJECTED.labels(field=field, reason=reason).inc()
+        REJECTED.labels(field=field, reason=reason, survey=survey).inc()
 
 
 class QueueCollector:

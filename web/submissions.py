@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 import redisbounds
 import submission as payload
 from submission import ERASE_JOB, STORE_JOB, erase_job_id
-from submission.cap import KNOWN, Cap
+from submission.cap import LEGACY_TABLE, Cap, known_query
 
 
 log = logging.getLogger(__name__)
@@ -41,35 +41,42 @@ class SubmissionQueue:
         # those waiting for a retry (during a database outage, most of them).
         self.waiting_lists = (self.queue.key, self.queue.intermediate_queue_key)
         self.waiting_sets = (self.queue.started_job_registry.key, self.queue.scheduled_job_registry.key)
-        # MAX_RESPONSES's count (submission/cap.py): one entry per answer
-        # not yet stored, only while a cap is set.
-        self.cap = Cap(self.redis, config["QUEUE_NAME"])
-        self._glance = Cap(redisbounds.connect(config["REDIS_URL"], GLANCE_TIMEOUT_S, GLANCE_TIMEOUT_S),
-                           config["QUEUE_NAME"])
+        # Each survey's MAX_RESPONSES count (submission/cap.py), by its
+        # table: one entry per answer not yet stored, only while a cap is set.
+        self._glance_redis = redisbounds.connect(config["REDIS_URL"], GLANCE_TIMEOUT_S, GLANCE_TIMEOUT_S)
+        self._counts = {}
         self._glance_failed_at = None
 
-    def accept(self, submission_id, cap):
-        """Count the submission as accepted, in one atomic step with the cap's
-        check: 'new', 'again' (counted before), 'erased' (its answer was
-        erased: it is never taken again), 'full' (`cap` answers are in; None:
-        no limit) or 'lost' (the count must be rebuilt first: rebuild())."""
-        return self.cap.accept(submission_id, cap, payload.erased_key(submission_id),
-                               Job.key_for(erase_job_id(submission_id)))
+    def count(self, table, glance=False):
+        """The Cap of the survey stored in `table` (made once per process)."""
+        key = (table, glance)
+        if key not in self._counts:
+            self._counts[key] = Cap(self._glance_redis if glance else self.redis, self.queue.name, table)
+        return self._counts[key]
 
-    def unaccept(self, submission_id):
+    def accept(self, submission_id, cap, table=LEGACY_TABLE):
+        """Count the submission as accepted by its survey, in one atomic step
+        with the cap's check: 'new', 'again' (counted before), 'erased' (its
+        answer was erased: it is never taken again), 'full' (`cap` answers
+        are in; None: no limit) or 'lost' (the count must be rebuilt first:
+        rebuild())."""
+        return self.count(table).accept(submission_id, cap, payload.erased_key(submission_id),
+                                        Job.key_for(erase_job_id(submission_id)))
+
+    def unaccept(self, submission_id, table=LEGACY_TABLE):
         """Give back a count whose enqueue failed, unless it ran after all."""
-        self.cap.give_back(submission_id)
+        self.count(table).give_back(submission_id)
 
-    def accepted(self):
+    def accepted(self, table=LEGACY_TABLE):
         """Answers taken (stored, erased or waiting), None while the count is lost."""
-        return self.cap.taken()
+        return self.count(table).taken()
 
-    def taken_lately(self):
+    def taken_lately(self, table=LEGACY_TABLE):
         """accepted(), for a page to show: None at once while Redis has just failed to answer."""
         if self._glance_failed_at is not None and time.monotonic() - self._glance_failed_at < GLANCE_BACKOFF_S:
             return None
         try:
-            taken = self._glance.taken()
+            taken = self.count(table, glance=True).taken()
         except redis.RedisError as exc:
             log.warning("survey: cannot count the answers taken: %s", exc)
             self._glance_failed_at = time.monotonic()
@@ -77,9 +84,9 @@ class SubmissionQueue:
         self._glance_failed_at = None
         return taken
 
-    def rebuild(self, store):
-        """The count again, from PostgreSQL (through `store`, web/store.py) and the queue."""
-        return self.cap.rebuild(lambda ids: store.fetch_one(KNOWN, (ids,)))
+    def rebuild(self, store, table=LEGACY_TABLE):
+        """The survey's count again, from PostgreSQL (through `store`, web/store.py) and the queue."""
+        return self.count(table).rebuild(lambda ids: store.fetch_one(known_query(table), (ids,)))
 
     def enqueue(self, submission):
         """Queue the store job; return False when this submission was already queued.

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import psycopg2
 import redis
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_wtf.csrf import CSRFError
 
 import survey as surveys
@@ -38,13 +38,41 @@ ERASE_STATE = {"queued": "erasing", "failed": "erase_failed", "stored": "erased"
 NOT_OPEN_STATUS = {"not_open": 403, "closed": 410}
 
 
+def current_survey():
+    """The survey this request is for: SURVEYS_DIR's at /s/SLUG, else SURVEY_FILE's."""
+    return g.get("survey") or current_app.config["SURVEY"]
+
+
+def survey_slug(survey):
+    """Its SLUG under /s/, None for the survey at /."""
+    return None if survey is current_app.config["SURVEY"] else survey.slug
+
+
+@bp.app_url_value_preprocessor
+def pick_survey(endpoint, values):
+    """/s/SLUG/... is SURVEYS_DIR's survey SLUG: an unknown one is 404."""
+    if values and "slug" in values:
+        slug = values.pop("slug")
+        if slug is not None:
+            survey = current_app.config["SURVEYS"].get(slug)
+            if survey is None:
+                abort(404)
+            g.survey = survey
+
+
+@bp.app_url_defaults
+def keep_survey(endpoint, values):
+    """A survey's pages link to that survey's form and results."""
+    survey = g.get("survey")
+    if (survey is not None and "slug" not in values and endpoint.split(".")[0] in ("survey", "results")
+            and current_app.url_map.is_endpoint_expecting(endpoint, "slug")):
+        values["slug"] = survey_slug(survey)
+
+
 @bp.app_context_processor
 def survey_context():
-    survey = current_app.config["SURVEY"]
     return {
-        "survey": survey,
-        # The receipt names a stored cat's coat and donut the way the form did.
-        "coat_labels": survey.coat.labels(), "donut_labels": survey.donut.labels(),
+        "survey": current_survey(),
         "honeypot_field": current_app.config["HONEYPOT_FIELD"],
         "started_field": bots.STARTED_FIELD,
         "form_identity": lambda form: bots.form_identity(current_app.config, form.submission_id.data,
@@ -54,8 +82,8 @@ def survey_context():
 
 
 def _form(*args, **kwargs):
-    """A form of this app's survey (web/forms.py)."""
-    return current_app.extensions["survey_form"](*args, **kwargs)
+    """A form of this request's survey (web/forms.py)."""
+    return current_app.extensions["survey_forms"][current_survey().path](*args, **kwargs)
 
 
 def availability(count=False):
@@ -65,10 +93,10 @@ def availability(count=False):
     The count is a short read of Redis (SubmissionQueue.taken_lately), skipped
     for a while after one failed: the form and the tallies never wait long
     on Redis, and a post's own accept is what enforces the cap, exactly."""
-    survey = current_app.config["SURVEY"]
+    survey = current_survey()
     accepted = None
     if count or survey.max_responses is not None:
-        accepted = _queue().taken_lately()
+        accepted = _queue().taken_lately(survey.table)
     state = surveys.status(survey, accepted or 0, datetime.now(timezone.utc))
     return {"state": state, "accepted": accepted, "max_responses": survey.max_responses,
             "opens_at": survey.opens_at, "closes_at": survey.closes_at}
@@ -82,17 +110,20 @@ def _store():
     return current_app.extensions["submission_store"]
 
 
-@bp.get("/")
+@bp.get("/", defaults={"slug": None})
+@bp.get("/s/<slug>")
 def form():
     form = _form()
     form.submission_id.data = str(uuid.uuid4())
     return render_template("form.html", form=form, availability=availability())
 
 
-@bp.get("/survey/pictures/<any(coat, donut):question>/<value>")
+@bp.get("/survey/pictures/<question>/<value>", defaults={"slug": None})
+@bp.get("/s/<slug>/pictures/<question>/<value>")
 def picture(question, value):
     # Only the pictures the survey file names, by choice: no path comes from the URL.
-    choice = next((c for c in getattr(current_app.config["SURVEY"], question).choices if c.value == value), None)
+    asked = current_survey().question(question)
+    choice = next((c for c in asked.choices if c.value == value), None) if asked else None
     if choice is None or choice.picture is None:
         abort(404)
     return send_file(choice.picture, mimetype=surveys.PICTURE_TYPES[choice.picture.suffix.lower()], max_age=3600)
@@ -127,13 +158,14 @@ def turn_away_rate_limited():
     return response
 
 
-@bp.post("/")
+@bp.post("/", defaults={"slug": None})
+@bp.post("/s/<slug>")
 def submit():
     form = _form()
     # Refused before anything is counted or queued; the answers stay in the page.
     # By date only: the cap is decided below, where a submission already
     # accepted (a double click) still gets its receipt.
-    survey = current_app.config["SURVEY"]
+    survey = current_survey()
     state = surveys.status(survey, 0, datetime.now(timezone.utc))
     if state != "open":
         return _refuse(form, NOT_OPEN_STATUS[state], state,
@@ -147,7 +179,7 @@ def submit():
         metrics.count_rejections(rejections)
         # An invalid id is whatever the client sent: not fit for a log line.
         sid = None if "submission_id" in form.errors else form.submission_id.data
-        log.info("submission %s rejected: %s", sid or "-",
+        log.info("submission %s to %s rejected: %s", sid or "-", survey.slug,
                  " ".join(f"{field}={reason}" for field, reason in rejections), extra={"submission_id": sid})
         return render_template("form.html", form=form), 422
     submission = form.submission(datetime.now(timezone.utc))
@@ -160,29 +192,30 @@ def submit():
             response.headers["Retry-After"] = str(QUEUE_FULL_RETRY_AFTER)
             return response
         # Counted before it is queued, in one atomic step with the cap's check.
-        counted = _accept(sid)
+        counted = _accept(sid, survey)
         if counted == "erased":
             log.info("submission %s refused: it was erased", sid, extra={"submission_id": sid})
             # Sent again, the answers go in as a new one.
             form.submission_id.data = str(uuid.uuid4())
             return _refuse(form, 410, "erased", erased=True)
         if counted == "full":
-            log.info("submission %s refused: the survey has its %s answers", sid,
-                     current_app.config["SURVEY"].max_responses, extra={"submission_id": sid})
+            log.info("submission %s refused: %s has its %s answers", sid, survey.slug,
+                     survey.max_responses, extra={"submission_id": sid})
             return _refuse(form, 410, "closed", availability={"state": "closed"})
         try:
             with metrics.ENQUEUE_SECONDS.time():
                 queued = _queue().enqueue(submission)
         except redis.RedisError:
             if counted == "new":
-                _queue().unaccept(sid)
+                _queue().unaccept(sid, survey.table)
             raise
     except (redis.RedisError, psycopg2.Error) as exc:
         metrics.ENQUEUE_FAILURES.labels(error=type(exc).__name__).inc()
         log.error("submission %s not queued: %s", sid, exc, extra={"submission_id": sid})
         return render_template("form.html", form=form, unavailable=True), 503
-    metrics.ACCEPTED.labels(enqueue="queued" if queued else "duplicate").inc()
-    log.info("submission %s %s", sid, "queued" if queued else "was already queued", extra={"submission_id": sid})
+    metrics.ACCEPTED.labels(enqueue="queued" if queued else "duplicate", survey=survey.slug).inc()
+    log.info("submission %s to %s %s", sid, survey.slug, "queued" if queued else "was already queued",
+             extra={"submission_id": sid})
     # 303 so a refresh of the next page repeats a GET, never the POST.
     return redirect(url_for(".receipt", submission_id=submission["id"]), code=303)
 
@@ -200,6 +233,9 @@ def _status(submission_id):
         row, database_down = None, True
     if row and row["erased_at"]:
         return {"id": sid, "state": "erased", "row": None, "erased_at": row["erased_at"]}
+    if row:
+        # The receipt speaks of the survey that stored it, wherever it was asked for.
+        g.survey = current_app.config["SURVEY_TABLES"].get(row["table_name"], current_survey())
     try:
         erase = ERASE_STATE.get(_queue().erase_state(sid))
         state = None if erase or row else _queue().state(sid)
@@ -221,30 +257,32 @@ def _status(submission_id):
     return {"id": sid, "state": state, "row": None}
 
 
-def _accept(sid):
-    """SubmissionQueue.accept, after rebuilding MAX_RESPONSES's count if it
-    was lost (Redis restarted empty, a failover): PostgreSQL and the queue
-    say what it was (submission/cap.py).  Raises a psycopg2.Error when
-    PostgreSQL cannot be asked: no answer is taken on a count not known."""
-    cap = current_app.config["SURVEY"].max_responses
-    counted = _queue().accept(sid, cap)
+def _accept(sid, survey):
+    """SubmissionQueue.accept, after rebuilding the survey's MAX_RESPONSES
+    count if it was lost (Redis restarted empty, a failover): PostgreSQL and
+    the queue say what it was (submission/cap.py).  Raises a psycopg2.Error
+    when PostgreSQL cannot be asked: no answer is taken on a count not known."""
+    cap = survey.max_responses
+    counted = _queue().accept(sid, cap, survey.table)
     if counted == "lost":
-        rebuilt = _queue().rebuild(_store())
-        log.warning("the count of answers taken was lost in Redis; %s", "rebuilt it" if rebuilt
-                    else "another process rebuilt it")
-        counted = _queue().accept(sid, cap)
+        rebuilt = _queue().rebuild(_store(), survey.table)
+        log.warning("the count of answers taken by %s was lost in Redis; %s", survey.slug,
+                    "rebuilt it" if rebuilt else "another process rebuilt it")
+        counted = _queue().accept(sid, cap, survey.table)
         if counted == "lost":
             raise redis.RedisError("the count of answers taken was lost again while it was rebuilt")
     return counted
 
 
-@bp.get("/submissions/<uuid:submission_id>")
+@bp.get("/submissions/<uuid:submission_id>", defaults={"slug": None})
+@bp.get("/s/<slug>/submissions/<uuid:submission_id>")
 def receipt(submission_id):
     status = _status(submission_id)
     return render_template("receipt.html", status=status, state_text=STATE_TEXT.get(status["state"], "Unknown"))
 
 
-@bp.get("/submissions/<uuid:submission_id>.json")
+@bp.get("/submissions/<uuid:submission_id>.json", defaults={"slug": None})
+@bp.get("/s/<slug>/submissions/<uuid:submission_id>.json")
 def receipt_json(submission_id):
     status = _status(submission_id)
     row = status["row"]
@@ -257,7 +295,8 @@ def receipt_json(submission_id):
     )
 
 
-@bp.post("/submissions/<uuid:submission_id>/erase")
+@bp.post("/submissions/<uuid:submission_id>/erase", defaults={"slug": None})
+@bp.post("/s/<slug>/submissions/<uuid:submission_id>/erase")
 def erase(submission_id):
     """The receipt's "Erase my answer": the receipt link is the proof, the
     CSRF token that this browser was shown the receipt.  The worker erases."""

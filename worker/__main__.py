@@ -24,6 +24,7 @@ from . import db, failures, logs, metrics
 from .batch_worker import BatchWorker
 from .config import Config
 from .migrate import migrate
+from .tables import SurveyEditError
 from .wait import wait_for
 
 log = logging.getLogger("worker")
@@ -82,7 +83,7 @@ def main(argv=None, startup_timeout=300):
     # The worker stores whatever the web accepted, under any survey file,
     # but a broken file must stop the whole pipeline before it serves.
     try:
-        survey.load(config.survey_file)
+        surveys = config.surveys()
     except survey.SurveyFileError as exc:
         sys.exit(f"survey: {exc}")
     burst = "--burst" in (argv or sys.argv[1:])
@@ -92,7 +93,10 @@ def main(argv=None, startup_timeout=300):
     connection = redisbounds.connect(config.redis_url)
     wait_for("redis", connection.ping, deadline)
     if config.migrate_on_start:
-        wait_for("postgresql", lambda: migrate(config), deadline)
+        try:
+            wait_for("postgresql", lambda: migrate(config, surveys), deadline)
+        except SurveyEditError as exc:
+            sys.exit(f"survey: {exc}")
     db.configure(config.database_url, config.db_timeout)
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)

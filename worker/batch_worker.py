@@ -53,8 +53,8 @@ from rq.worker import WorkerStatus
 from rq.utils import now
 
 import submission as payload
-from submission import STORE_JOB
 from submission.cap import Cap
+from submission import STORE_JOB
 
 from . import jobs
 from .survey_worker import SurveyWorker
@@ -166,7 +166,7 @@ class BatchWorker(SurveyWorker):
         timeout = min(job.timeout or self.queue_class.DEFAULT_TIMEOUT for job in batch)
         try:
             with self.death_penalty_class(timeout, JobTimeoutException, job_id=batch[0].id):
-                results = jobs.store_submissions([payload.parse(job.kwargs["submission"]) for job in batch],
+                results = jobs.store_submissions([job.kwargs["submission"] for job in batch],
                                                  Cap(self.connection, queue.name))
         except (psycopg2.OperationalError, psycopg2.InterfaceError, JobTimeoutException):
             # The database is away: retrying each job alone now would only fail again.

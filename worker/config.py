@@ -82,6 +82,8 @@ class Config:
     # The survey file, checked at start: the worker stores whatever the web
     # accepted, but a broken file must stop it too.
     survey_file: Path
+    # SURVEYS_DIR's surveys, each of which has its table too; None: only SURVEY_FILE's.
+    surveys_dir: Path | None
     # Answers stored more than this many days ago are erased (with
     # tombstones) by worker/retention.py; None keeps them forever.
     retention_days: int | None
@@ -117,6 +119,16 @@ class Config:
             metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
             survey_file=Path(env.get("SURVEY_FILE") or survey.DEFAULT_FILE),
+            surveys_dir=Path(env["SURVEYS_DIR"]) if env.get("SURVEYS_DIR") else None,
             retention_days=_positive(env, "RETENTION_DAYS"),
             retention_interval=_positive(env, "RETENTION_INTERVAL") or 3600,
         )
+
+    def surveys(self):
+        """Every survey the web serves (SURVEY_FILE's and SURVEYS_DIR's), for
+        their tables; SurveyFileError if a file is broken."""
+        env = {"SURVEY_FILE": str(self.survey_file)}
+        if self.surveys_dir:
+            env["SURVEYS_DIR"] = str(self.surveys_dir)
+        root, folder = survey.all_from_env(env)
+        return [root] + [s for s in folder.values() if s is not root]

@@ -77,11 +77,19 @@ SERVER_AWAY = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 def execute(statement, params):
     """Every row `statement` returns, in a transaction of its own."""
+    return execute_all([(statement, params)])
+
+
+def execute_all(statements):
+    """Every row the (statement, params) pairs return, in one transaction."""
     try:
         conn = connection()
         with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall()
+            rows = []
+            for statement, params in statements:
+                cur.execute(statement, params)
+                rows.extend(cur.fetchall())
+            return rows
     except SERVER_AWAY:
         # The server went away: drop the connection so the retry reconnects.
         discard()

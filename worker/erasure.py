@@ -42,12 +42,8 @@ log = logging.getLogger(__name__)
 ERASE = "SELECT erase_submissions(%(ids)s::uuid[])"
 # Oldest first, a bounded number at a time: one short transaction each, well
 # inside WORKER_DB_TIMEOUT, and a bounded number of locks held at once.
-EXPIRED = """
-    SELECT coalesce(array_agg(submission_id::text), '{}') FROM (
-        SELECT submission_id FROM cats WHERE stored_at < now() - make_interval(days => %(days)s)
-        ORDER BY stored_at LIMIT %(limit)s
-    ) AS expired
-"""
+# Every survey's table (db/schema.sql).
+EXPIRED = "SELECT expired_submissions(%(days)s, %(limit)s)"
 EXPIRED_BATCH = 500
 
 # After JOB_TIMEOUT a store that was running has ended or been abandoned

@@ -24,6 +24,10 @@ JOBS = Counter(
     "delivery), erase, retried (failed, will run again) or failed (out of retries, in the failed registry).",
     ["outcome"],
 )
+STORED = Counter(
+    "survey_worker_answers_stored", "Answers this worker stored (a repeat delivery not counted), by survey.",
+    ["survey"],
+)
 SUBMITTED_TO_STORED = Histogram(
     "survey_worker_submitted_to_stored_seconds",
     "From the web accepting a submission to its row being stored (stored_at - submitted_at).",

@@ -1,11 +1,12 @@
-"""Apply db/schema.sql, then db/roles.sql: on a fresh database they create
-the table and the least-privilege roles, on an existing one they change
-nothing.  Run on every worker start (unless MIGRATE_ON_START=0) and by
+"""Apply db/schema.sql, then db/roles.sql, then each survey's table and view
+(worker/tables.py): on a fresh database they create the tables and the
+least-privilege roles, on an existing one they change nothing but what an
+edited survey file adds.  Run on every worker start (unless MIGRATE_ON_START=0) and by
 `python -m worker.migrate`, as the table's owner (DATABASE_URL).
 
-A start whose two files are those last applied (their digest is recorded in
+A start whose files are those last applied (their digest is recorded in
 schema_applied) applies nothing: re-creating the triggers takes a lock on
-cats that waits for every store in flight and holds off every later one, at
+each survey's table that waits for every store in flight and holds off every later one, at
 every start of every worker.  The passwords are set every time, as the
 environment may have new ones.  Every wait is bounded (pgbounds/): a lock
 held elsewhere fails the attempt after LOCK_TIMEOUT_S, and the worker tries
@@ -20,7 +21,9 @@ from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
 import pgbounds
+import survey
 
+from . import tables
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,12 @@ def _apply(database_url, work):
         conn.close()
 
 
-def apply_schema(database_url, schema_path):
-    _apply(database_url, lambda cur: cur.execute(schema_path.read_text()))
+def apply_schema(database_url, schema_path, surveys=None):
+    """The schema and the surveys' tables (by default the cat survey's), without the roles."""
+    def work(cur):
+        cur.execute(schema_path.read_text())
+        tables.apply(cur, [survey.load()] if surveys is None else surveys)
+    _apply(database_url, work)
     log.info("schema %s applied", schema_path)
 
 
@@ -71,6 +78,7 @@ def apply_roles(database_url, roles_path, passwords=None):
     (from the environment: never in the SQL, never in a log)."""
     def work(cur):
         cur.execute(roles_path.read_text())
+        tables.grant(cur)
         _set_passwords(cur, passwords or {})
     _apply(database_url, work)
     log.info("roles %s applied%s", roles_path,
@@ -91,17 +99,22 @@ def _applied(cur):
     return row and row[0]
 
 
-def migrate(config):
-    """Apply both files unless they are the ones last applied; set the passwords."""
+def migrate(config, surveys=None):
+    """Apply the files and the surveys' tables unless they are the ones last
+    applied; set the passwords.  Raises tables.SurveyEditError for an edit
+    that would make stored answers unreadable."""
+    surveys = config.surveys() if surveys is None else surveys
     schema, roles = config.schema_path.read_text(), config.roles_path.read_text()
-    digest = hashlib.sha256(f"{schema}\0{roles}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{schema}\0{roles}\0{tables.spec(surveys)}".encode()).hexdigest()
     done = []
 
     def work(cur):
         # Under the schema lock: a twin that applied them first is seen here.
         if _applied(cur) != digest:
             cur.execute(schema)
+            tables.apply(cur, surveys)
             cur.execute(roles)
+            tables.grant(cur)
             cur.execute(RECORD_APPLIED, (digest,))
             done.append(True)
         _set_passwords(cur, config.role_passwords)
@@ -117,6 +130,9 @@ def main():
         migrate(Config.from_env())
     except psycopg2.Error as exc:
         log.error("could not apply the schema: %s", exc)
+        return 1
+    except tables.SurveyEditError as exc:
+        log.error("survey: %s", exc)
         return 1
     return 0
 

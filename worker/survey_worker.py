@@ -12,6 +12,8 @@ jobs are still recovered when its registration expires.  Heartbeats RQ
 sends inside a pipeline, or with an explicit timeout (job start), are
 untouched."""
 
+import functools
+
 import psycopg2
 import redis
 from rq import SimpleWorker
@@ -46,13 +48,14 @@ class SurveyWorker(SimpleWorker):
         # and give back what was never queued (submission/cap.py).
         for queue in self.queues:
             try:
-                settled, dropped = Cap(self.connection, queue.name).reconcile(jobs.held_by_database)
+                counts = [Cap(self.connection, queue.name, table) for table in Cap.tables(self.connection, queue.name)]
+                for count in counts:
+                    settled, dropped = count.reconcile(functools.partial(jobs.held_by_database, table=count.table))
+                    if settled or dropped:
+                        self.log.info("Worker %s: %s: %s: count reconciled, %d settled, %d never queued given back",
+                                      self.name, queue.name, count.table, settled, dropped)
             except (redis.RedisError, psycopg2.Error) as exc:
                 self.log.warning("Worker %s: could not reconcile the count of answers taken: %s", self.name, exc)
-                continue
-            if settled or dropped:
-                self.log.info("Worker %s: %s: count reconciled, %d settled, %d never queued given back",
-                              self.name, queue.name, settled, dropped)
         # An erased answer's store job, looked for again (worker/erasure.py).
         try:
             erasure.run_second_passes(self.connection)

@@ -20,13 +20,13 @@ from worker.migrate import migrate
 JOB_TIMEOUT = 10
 BATCH = 60
 LOCK = 4242
-# Every INSERT into cats waits, inside its transaction, for the test to let go of an advisory lock.
+# Every INSERT into the cat survey's table waits, inside its transaction, for the test to let go of an advisory lock.
 HOLD_INSERTS = f"""
 CREATE FUNCTION hold_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_advisory_xact_lock_shared({LOCK}); RETURN NULL; END $$;
-CREATE TRIGGER hold_inserts BEFORE INSERT ON cats FOR EACH STATEMENT EXECUTE FUNCTION hold_inserts();
+CREATE TRIGGER hold_inserts BEFORE INSERT ON answers.cats FOR EACH STATEMENT EXECUTE FUNCTION hold_inserts();
 """
-RELEASE_INSERTS = "DROP TRIGGER IF EXISTS hold_inserts ON cats; DROP FUNCTION IF EXISTS hold_inserts();"
+RELEASE_INSERTS = "DROP TRIGGER IF EXISTS hold_inserts ON answers.cats; DROP FUNCTION IF EXISTS hold_inserts();"
 
 
 def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once(

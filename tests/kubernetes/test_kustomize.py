@@ -25,4 +25,5 @@ def test_v2_words_name_directories_as_bases_and_patches_as_strategic_merges(tmp_
 
 
 def test_the_copy_takes_every_directory_a_kustomization_reaches():
-    assert reached(DEPLOY / "overlays" / "dev") == {DEPLOY / "overlays" / "dev", DEPLOY / "base", ROOT / "survey"}
+    assert reached(DEPLOY / "overlays" / "dev") == {DEPLOY / "overlays" / "dev", DEPLOY / "base", ROOT / "survey",
+                                                 ROOT / "surveys"}

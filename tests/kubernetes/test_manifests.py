@@ -287,6 +287,19 @@ def survey_mount(objects, obj, container):
     return mount, find(objects, "ConfigMap", volume["configMap"]["name"]), path[len(mount["mountPath"]) + 1:]
 
 
+def unpack_surveys(objects, obj, container, tmp_path):
+    """SURVEYS_DIR's ConfigMap written out as the kubelet mounts it: the folder."""
+    path = env_of(objects, container)["SURVEYS_DIR"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == path]
+    volume = {v["name"]: v for v in pod_spec(obj)["volumes"]}[mount["name"]]
+    config_map = find(objects, "ConfigMap", volume["configMap"]["name"])
+    directory = tmp_path / config_map["metadata"]["name"]
+    directory.mkdir(exist_ok=True)
+    for name, text in (config_map.get("data") or {}).items():
+        (directory / name).write_text(text)
+    return directory
+
+
 def unpack_survey(objects, obj, container, tmp_path):
     """The survey's ConfigMap written out as the kubelet mounts it; the path
     SURVEY_FILE names there."""
@@ -331,6 +344,8 @@ def test_every_variable_set_is_read_and_every_needed_one_is_set(objects, tmp_pat
         env = resolve_secret_files(obj, container, env_of(objects, container), tmp_path)
         if "SURVEY_FILE" in env:
             env["SURVEY_FILE"] = str(unpack_survey(objects, obj, container, tmp_path))
+        if "SURVEYS_DIR" in env:
+            env["SURVEYS_DIR"] = str(unpack_surveys(objects, obj, container, tmp_path))
         env = RecordingEnv(env)
         settings = {}
         for read in readers:

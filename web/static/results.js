@@ -63,10 +63,21 @@
           if (String(data.total) !== total.getAttribute("data-total")) {
             total.textContent = String(data.total);
             total.setAttribute("data-total", String(data.total));
-            noun.textContent = data.total === 1 ? "cat" : "cats";
+            noun.textContent = noun.getAttribute(data.total === 1 ? "data-one" : "data-many");
           }
-          redraw("coat", data.coat);
-          redraw("donut", data.donut);
+          Array.prototype.forEach.call(root.querySelectorAll("table[data-tally]"), function (table) {
+            var key = table.getAttribute("data-tally");
+            if (data[key]) redraw(key, data[key]);
+          });
+          Object.keys(data.figures || {}).forEach(function (key) {
+            var box = root.querySelector('[data-figures="' + key + '"]');
+            if (!box) return;
+            Object.keys(data.figures[key]).forEach(function (name) {
+              var span = box.querySelector('[data-figure="' + name + '"]');
+              var value = data.figures[key][name];
+              if (span && value !== null && value !== undefined) span.textContent = String(value);
+            });
+          });
         }
         setTimeout(poll, data ? INTERVAL : INTERVAL * 3);
       })
