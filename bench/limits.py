@@ -11,7 +11,7 @@ from loopback.servers import pg_bindir
 
 # One autocommitted row per transaction, shaped like a submission, into a
 # copy of cats (same columns, key and index) so the real table stays empty.
-PGBENCH_TABLE = "CREATE TABLE IF NOT EXISTS cats_pgbench (LIKE cats INCLUDING ALL)"
+PGBENCH_TABLE = "CREATE TABLE IF NOT EXISTS cats_pgbench (LIKE answers.cats INCLUDING ALL)"
 PGBENCH_SCRIPT = """\
 INSERT INTO cats_pgbench (submission_id, name, coat, donut, submitted_at)
 VALUES (gen_random_uuid(), 'Pika', 'tortie', 'strawberry', now())
