@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from submission import IDENTIFIER, META_COLUMNS
+
 from .questions import CHOICE_TYPES, TYPES
 from .questions.kinds import Choice, Condition, Question
 
@@ -22,11 +24,10 @@ DEFAULT_FILE = Path(__file__).with_name("cats.toml")
 # A value is what the table stores (db/schema.sql allows 1 to 32 characters)
 # and what a URL and a CSS class may carry.
 VALUE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
-# A question id is its table column and its form field; a table is a
-# PostgreSQL name: no quoting needed anywhere.
-IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,62}\Z")
-# Columns every survey's table has, and the form's own fields.
-RESERVED_IDS = {"submission_id", "submitted_at", "stored_at", "survey_version", "csrf_token"}
+# A question id is its table column and its form field, a table a PostgreSQL
+# name (submission.IDENTIFIER: no quoting needed anywhere).  Neither may be a
+# column every survey's table has, or the form's own field.
+RESERVED_IDS = {*META_COLUMNS, "csrf_token"}
 # The tables beside the answers (db/schema.sql): no survey may take their names.
 RESERVED_TABLES = {"erasures", "schema_applied", "survey_tables"}
 LABEL_MAX = 60

@@ -305,11 +305,12 @@ def test_min_fill_seconds_defaults_to_2_and_honeypot_to_website(env):
 
 def owners_first_steps(tmp_path):
     """docs/survey.md's first block, as written, from a checkout's top (here
-    one whose survey/ and .venv are this one's), all but its `make run`; the
+    one whose survey/, submission/ and .venv are this one's), all but its `make run`; the
     folder of surveys it made."""
     block = re.search(r"```sh\n(.*?)```", (ROOT / "docs" / "survey.md").read_text(), re.S).group(1)
     script = "set -e\n" + "\n".join(line for line in block.splitlines() if "make run" not in line)
-    (tmp_path / "survey").symlink_to(ROOT / "survey")
+    for package in ("survey", "submission"):
+        (tmp_path / package).symlink_to(ROOT / package)
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, (result.stdout, result.stderr)

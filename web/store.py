@@ -6,13 +6,14 @@ import threading
 import psycopg2
 import psycopg2.extras
 import psycopg2.pool
+from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
 import pgbounds
+from submission import META_COLUMNS
 
 from . import reader_slots
 
-from psycopg2 import sql
 
 # The row in whichever survey's table holds it (one index lookup each), or
 # the tombstone an erase left instead, in one round trip.
@@ -31,7 +32,6 @@ FIND_SUBMISSION = """
 NOT_ERASED = "NOT EXISTS (SELECT FROM erasures AS e WHERE e.submission_id = v.submission_id)"
 # The questions each survey has asked (worker/tables.py), for those no longer asked.
 ASKED = "SELECT questions FROM survey_tables WHERE table_name = %s"
-META_COLUMNS = ("submission_id", "submitted_at", "stored_at")
 EXPORT = "SELECT {columns} FROM public.{table} AS v WHERE {not_erased} ORDER BY stored_at, submission_id"
 
 # How /results sums up each type (survey/questions/): a row per value for the

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from .kinds import Invalid, Kind
+from .kinds import Invalid, Kind, given
 
 
 def _read(reader, table, where):
@@ -13,10 +13,8 @@ def _read(reader, table, where):
 
 
 def _clean(question, values):
-    text = (values[0] if values else "").strip()
-    if not text:
-        if question.required:
-            raise Invalid("missing", f"Please give a date for {question.quoted}.")
+    text = given(question, values, f"Please give a date for {question.quoted}.")
+    if text is None:
         return None
     try:
         if len(text) != 10:

@@ -2,7 +2,7 @@
 
 import re
 
-from .kinds import Invalid, Kind
+from .kinds import Invalid, Kind, given
 
 # What a person types, not all that RFC 5322 allows: a local part, one @, a
 # dotted domain.  254 characters is the most SMTP carries.
@@ -12,10 +12,8 @@ MAX_LENGTH = 254
 
 
 def _clean(question, values):
-    text = (values[0] if values else "").strip()
-    if not text:
-        if question.required:
-            raise Invalid("missing", f"Please give an email address for {question.quoted}.")
+    text = given(question, values, f"Please give an email address for {question.quoted}.")
+    if text is None:
         return None
     local = text.split("@")[0]
     if (len(text) > MAX_LENGTH or not ADDRESS.match(text) or local.startswith(".") or local.endswith(".")

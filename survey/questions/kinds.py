@@ -13,6 +13,15 @@ class Invalid(ValueError):
         self.message = message
 
 
+def given(question, values, missing):
+    """The one value posted for `question`, stripped; None if it is empty
+    and the question optional; Invalid("missing", `missing`) if required."""
+    text = (values[0] if values else "").strip()
+    if not text and question.required:
+        raise Invalid("missing", missing)
+    return text or None
+
+
 @dataclass(frozen=True)
 class Choice:
     value: str

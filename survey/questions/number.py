@@ -2,7 +2,7 @@
 
 from decimal import Decimal, InvalidOperation
 
-from .kinds import Invalid, Kind
+from .kinds import Invalid, Kind, given
 
 # A whole number's column is a PostgreSQL integer; other numbers are numeric,
 # kept to what a person types (no exponents, at most this many characters).
@@ -20,10 +20,8 @@ def _read(reader, table, where):
 
 
 def _clean(question, values):
-    text = (values[0] if values else "").strip()
-    if not text:
-        if question.required:
-            raise Invalid("missing", f"Please give a number for {question.quoted}.")
+    text = given(question, values, f"Please give a number for {question.quoted}.")
+    if text is None:
         return None
     whole = question.rule("integer")
     try:

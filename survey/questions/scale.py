@@ -1,7 +1,7 @@
 """scale: a rating, a whole number from min to max (1 to 5 by default; 0
 to 10 is a Net Promoter Score question), with optional end labels."""
 
-from .kinds import Invalid, Kind
+from .kinds import Invalid, Kind, given
 
 
 def _read(reader, table, where):
@@ -16,10 +16,8 @@ def _read(reader, table, where):
 
 
 def _clean(question, values):
-    text = (values[0] if values else "").strip()
-    if not text:
-        if question.required:
-            raise Invalid("missing", f"Please choose a rating for {question.quoted}.")
+    text = given(question, values, f"Please choose a rating for {question.quoted}.")
+    if text is None:
         return None
     low, high = question.rule("min"), question.rule("max")
     if not (text.isascii() and text.lstrip("-").isdigit() and low <= int(text) <= high):
