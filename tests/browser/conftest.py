@@ -14,6 +14,8 @@ import psycopg2
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+import survey
+from tests import surveys
 from tests.servers import ROOT, free_port, wait_until
 from worker.config import Config as WorkerConfig
 from worker.migrate import apply_schema
@@ -63,11 +65,15 @@ class Service:
 
 
 @pytest.fixture(scope="session")
-def live_env(pg_server, redis_server):
+def live_env(pg_server, redis_server, tmp_path_factory):
     """The environment both services read: a database and a Redis database of their own,
-    so the other tests' truncating and flushing never meet a live server's data."""
+    so the other tests' truncating and flushing never meet a live server's data;
+    the cat survey at / and, from SURVEYS_DIR, one with every question type at /s/pets."""
     database_url = pg_server.create_database("browser")
-    apply_schema(database_url, WorkerConfig.from_env({}).schema_path)
+    folder = tmp_path_factory.mktemp("surveys")
+    surveys.write(folder, surveys.EVERY_TYPE, name="pets.toml")
+    apply_schema(database_url, WorkerConfig.from_env({}).schema_path,
+                 surveys=[survey.load(), *survey.load_folder(folder).values()])
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -78,6 +84,7 @@ def live_env(pg_server, redis_server):
         "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/1",
         "SECRET_KEY": "browser-test-secret",
         "LOG_LEVEL": "WARNING",
+        "SURVEYS_DIR": str(folder),
     }
 
 
