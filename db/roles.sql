@@ -46,8 +46,8 @@ REVOKE ALL ON erasures FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT SELECT ON erasures TO survey_web, auditor;
 -- The worker asks which ids are in (submission/cap.py's reconcile): ids only.
 GRANT SELECT (submission_id) ON erasures TO survey_worker;
-REVOKE ALL ON FUNCTION erase_submissions(uuid[]) FROM PUBLIC, survey_worker, survey_web, auditor;
-GRANT EXECUTE ON FUNCTION erase_submissions(uuid[]) TO survey_worker;
+REVOKE ALL ON FUNCTION erase_submissions(uuid[], text) FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT EXECUTE ON FUNCTION erase_submissions(uuid[], text) TO survey_worker;
 REVOKE ALL ON FUNCTION expired_submissions(integer, integer) FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT EXECUTE ON FUNCTION expired_submissions(integer, integer) TO survey_worker;
 REVOKE ALL ON FUNCTION answers_skip_erased(), answers_require_read_committed() FROM PUBLIC, survey_worker, survey_web, auditor;

@@ -123,7 +123,11 @@ $$;
 -- Tombstone then delete, for any number of ids; returns how many stored rows
 -- it deleted.  SECURITY DEFINER: the worker may delete only through this,
 -- and only with a tombstone (db/roles.sql grants EXECUTE, never DELETE).
-CREATE OR REPLACE FUNCTION erase_submissions(ids uuid[]) RETURNS integer
+-- queued_table: the survey table of an answer erased while its store was
+-- still queued (no row to tell), so its tombstone counts in that survey's
+-- cap (submission/cap.py).  The one-argument form was an earlier release's.
+DROP FUNCTION IF EXISTS erase_submissions(uuid[]);
+CREATE OR REPLACE FUNCTION erase_submissions(ids uuid[], queued_table text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     deleted integer := 0;
@@ -143,6 +147,8 @@ BEGIN
         GET DIAGNOSTICS more = ROW_COUNT;
         deleted := deleted + more;
     END LOOP;
+    UPDATE erasures SET survey_table = queued_table
+        WHERE queued_table IS NOT NULL AND survey_table IS NULL AND submission_id = ANY (ids);
     RETURN deleted;
 END
 $$;

@@ -29,15 +29,17 @@ class Browser:
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect)
 
     def request(self, path, data=None, timeout=10):
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        # doseq: a list (several picks) posts one field per value, as a form does.
+        body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
         try:
             with self.opener.open(self.base_url + path, body, timeout=timeout) as response:
                 return response.status, dict(response.headers), response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read().decode()
 
-    def form(self):
-        status, _, html = self.request("/")
+    def form(self, path="/"):
+        """GET the form at `path`; its hidden fields."""
+        status, _, html = self.request(path)
         assert status == 200, html
         return dict(FIELD.findall(html))
 

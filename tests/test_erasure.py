@@ -390,14 +390,14 @@ def test_an_erase_that_failed_for_good_can_be_asked_for_again(
     conn = owner()
     conn.autocommit = True
     with conn.cursor() as cur:  # an erase that cannot succeed by waiting (not an outage)
-        cur.execute("ALTER FUNCTION erase_submissions(uuid[]) RENAME TO erase_submissions_away")
+        cur.execute("ALTER FUNCTION erase_submissions(uuid[], text) RENAME TO erase_submissions_away")
     try:
         app.extensions["submission_queue"].retry = Retry(max=1)  # at once, once
         assert erase_from_receipt(client, sid).status_code == 303
         run_worker()
     finally:
         with conn.cursor() as cur:
-            cur.execute("ALTER FUNCTION erase_submissions_away(uuid[]) RENAME TO erase_submissions")
+            cur.execute("ALTER FUNCTION erase_submissions_away(uuid[], text) RENAME TO erase_submissions")
     assert queue(redis).failed_job_registry.get_job_ids() == [f"erase-{sid}"]
     page = client.get(f"/submissions/{sid}").get_data(as_text=True)
     assert 'data-state="erase_failed"' in page and "Erasing it failed" in page and "Ask again to erase it" in page

@@ -40,6 +40,8 @@ from .config import Config
 log = logging.getLogger(__name__)
 
 ERASE = "SELECT erase_submissions(%(ids)s::uuid[])"
+# One answer, with the table its store job names if that is still queued.
+ERASE_ONE = "SELECT erase_submissions(ARRAY[%(id)s]::uuid[], %(table)s)"
 # Oldest first, a bounded number at a time: one short transaction each, well
 # inside WORKER_DB_TIMEOUT, and a bounded number of locks held at once.
 # Every survey's table (db/schema.sql).
@@ -68,7 +70,7 @@ def erase_submission(submission_id, connection=None):
     job = get_current_job()
     connection = connection or job.connection
     config = Config.from_env()
-    deleted = execute(ERASE, {"ids": [submission_id]})[0][0]
+    deleted = execute(ERASE_ONE, {"id": submission_id, "table": _queued_table(connection, submission_id)})[0][0]
     # After the tombstone's COMMIT: from then on no delivery of the store can
     # store, so whatever is left of its job in Redis is only a copy to delete.
     connection.set(payload.erased_key(submission_id), 1, ex=config.form_token_ttl + ERASED_MARK_MARGIN_S)
@@ -79,6 +81,15 @@ def erase_submission(submission_id, connection=None):
     log.info("submission %s erased%s%s", submission_id, "" if deleted else " (no stored row)",
              ", its store job deleted from Redis" if forgotten else "", extra={"submission_id": submission_id})
     return {"erased": bool(deleted)}
+
+
+def _queued_table(connection, submission_id):
+    """The survey table the submission's store job names, while Redis holds it."""
+    try:
+        store = Job.fetch(submission_id, connection=connection, serializer=JSONSerializer)
+        return payload.parse(store.kwargs["submission"])["table"]
+    except (NoSuchJobError, KeyError, payload.PayloadError, ValueError, TypeError):
+        return None  # no job (stored, expired, or never queued): the row, if any, tells
 
 
 def _schedule_second_pass(connection, submission_id, job_timeout, now=None):

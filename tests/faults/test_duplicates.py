@@ -4,18 +4,20 @@ erased, delivered again: no row."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from rq.job import JobStatus
 
-from tests.faults.conftest import queue, submission
+from tests.faults.conftest import SURVEYS, queue
 from tests.servers import wait_until
 
 
+@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
 def test_same_form_posted_many_times_at_once_is_one_job_and_one_row(
-        start_web, start_worker, redis, stored_ids):
+        survey, start_web, start_worker, redis, stored_ids):
     _, browser = start_web()
-    data = {**browser.form(), "name": "Echo", "coat": "black", "donut": "glazed"}
+    data = {**browser.form(survey.path), **survey.form("Echo")}
     with ThreadPoolExecutor(10) as pool:
-        statuses = list(pool.map(lambda _: browser.request("/", data)[0], range(20)))
+        statuses = list(pool.map(lambda _: browser.request(survey.path, data)[0], range(20)))
     # Every click lands on the receipt; unique=True let exactly one of them queue a job.
     assert statuses == [303] * 20
     assert queue(redis).count == 1
@@ -24,9 +26,11 @@ def test_same_form_posted_many_times_at_once_is_one_job_and_one_row(
     assert queue(redis).fetch_job(data["submission_id"]).get_status() == JobStatus.FINISHED
 
 
-def test_same_job_enqueued_twice_or_delivered_again_stores_one_row(app, start_worker, redis, stored_ids, accounted):
+@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
+def test_same_job_enqueued_twice_or_delivered_again_stores_one_row(
+        app, survey, start_worker, redis, stored_ids, accounted):
     submissions = app.extensions["submission_queue"]
-    item = submission(name="Twice")
+    item = survey.payload(name="Twice")
     assert submissions.enqueue(item) is True
     assert submissions.enqueue(item) is False  # the job is already queued
     worker = start_worker()

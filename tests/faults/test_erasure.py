@@ -1,18 +1,20 @@
 """Erasure against the real worker process: an erase queued behind its
 store while the worker is paused, or while the store waits for its retry,
-and a worker SIGKILLed mid-erase.  Nothing
-lost, doubled, or brought back (the accounted fixture)."""
+and a worker SIGKILLed mid-erase.  Nothing lost, doubled, or brought back
+(the accounted fixture), on the cat survey and, where parametrized, on the
+second survey of tests/faults/conftest.py too."""
 
 import signal
 import time
 
 import psycopg2
+import pytest
 from rq import Retry
 from rq.job import JobStatus
 
 from submission import logref
 from tests.conftest import hidden_fields, store_job_gone
-from tests.faults.conftest import postgres_down, queue
+from tests.faults.conftest import SURVEYS, postgres_down, queue
 from tests.servers import wait_until
 
 JOB_TIMEOUT = 10  # the abandoned erase is recovered JOB_TIMEOUT + 60 s after it started
@@ -28,6 +30,7 @@ def finished(redis, job_id):
     return job is not None and job.get_status() == JobStatus.FINISHED
 
 
+@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
 def test_an_erase_racing_its_queued_store_while_the_worker_is_paused(
         app, client, start_worker, post_form, fresh_form, redis, accounted):
     worker = start_worker()
@@ -56,6 +59,7 @@ def test_an_erase_racing_its_queued_store_while_the_worker_is_paused(
     accounted([erased["submission_id"], kept["submission_id"]], erased=[erased["submission_id"]])
 
 
+@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
 def test_an_erase_while_the_store_waits_for_its_retry(
         app, client, pg_server, start_worker, post_form, fresh_form, redis, accounted):
     # One retry, long enough that the store is certain to be still waiting for it when the erase runs.
@@ -105,6 +109,7 @@ def test_a_worker_killed_mid_erase_leaves_the_erase_to_be_finished(
     accounted([sid], erased=[sid])
 
 
+@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
 def test_an_erase_outlasts_a_database_outage_longer_than_its_retries(
         app, client, pg_server, start_worker, post_form, fresh_form, redis, accounted):
     """The retries (FAST: ten, about 20 s) run out while the database is

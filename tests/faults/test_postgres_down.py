@@ -5,10 +5,13 @@ Jobs that run out of retries wait in the failed registry for `rq requeue`."""
 import subprocess
 import sys
 
-from tests.faults.conftest import failed, postgres_down, queue
+import pytest
+
+from tests.faults.conftest import SURVEYS, failed, postgres_down, queue
 from tests.servers import wait_until
 
 
+@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
 def test_submissions_during_an_outage_are_stored_once_it_ends(
         pg_server, start_worker, post_form, fresh_form, redis, stored_ids):
     worker = start_worker()
