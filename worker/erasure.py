@@ -90,6 +90,10 @@ def _queued_table(connection, submission_id):
         return payload.parse(store.kwargs["submission"])["table"]
     except (NoSuchJobError, KeyError, payload.PayloadError, ValueError, TypeError):
         return None  # no job (stored, expired, or never queued): the row, if any, tells
+    except redis.RedisError:
+        # Redis away: the tombstone is written all the same (Redis's half then
+        # fails, and the erase is run again); the re-run names the table.
+        return None
 
 
 def _schedule_second_pass(connection, submission_id, job_timeout, now=None):
