@@ -37,6 +37,8 @@ GRANT USAGE ON SCHEMA answers TO survey_worker;
 -- Which questions each survey has asked: the tallies' and exports' labels.
 REVOKE ALL ON survey_tables FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT SELECT ON survey_tables TO survey_web, auditor;
+-- Which questions have their columns (survey/applied.py), as the web asks too.
+GRANT SELECT (table_name, questions) ON survey_tables TO survey_worker;
 
 -- Erasure: the worker erases only through erase_submissions() (SECURITY
 -- DEFINER, db/schema.sql), which always leaves a tombstone; it never holds

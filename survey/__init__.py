@@ -27,7 +27,8 @@ VALUE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
 # A question id is its table column and its form field, a table a PostgreSQL
 # name (submission.IDENTIFIER: no quoting needed anywhere).  Neither may be a
 # column every survey's table has, or the form's own field.
-RESERVED_IDS = {*META_COLUMNS, "csrf_token"}
+# The form's own field, and the keys /results.json has beside the questions' rows (web/results.py).
+RESERVED_IDS = {*META_COLUMNS, "csrf_token", "status", "total", "figures"}
 # The tables beside the answers (db/schema.sql): no survey may take their names.
 RESERVED_TABLES = {"erasures", "schema_applied", "survey_tables"}
 LABEL_MAX = 60

@@ -5,6 +5,7 @@ against real PostgreSQL and Redis."""
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -217,6 +218,7 @@ BROKEN = {
     "max_choices above the choices": ("questions[4].max_choices", "max_choices = 2", "max_choices = 4"),
     "a duplicate id": ("questions[3].id", 'id = "colour"', 'id = "story"'),
     "a reserved id": ("questions[3].id", 'id = "colour"', 'id = "stored_at"'),
+    "an id /results.json has": ("questions[4].id", 'id = "toys"', 'id = "total"'),
     "a condition on a later question": ("questions[1].show_if.question", 'question = "has_cat"',
                                         'question = "colour"'),
     "a condition on an unknown question": ("questions[1].show_if.question", 'question = "has_cat"',
@@ -461,6 +463,22 @@ def test_an_edit_that_would_make_answers_unreadable_is_refused_at_start(stack, t
                             timeout=60, env={**__import__("os").environ, "DATABASE_URL": url,
                                              "SURVEY_FILE": str(retyped)})
     assert result.returncode != 0 and "pet: its answers are stored as text" in result.stderr.splitlines()[-1]
+    # A service that does not migrate (the web; the worker, as compose and
+    # Kubernetes run it) refuses too: the migration did not take the file.
+    not_taken = f"survey: {retyped}: pet: the database has a short_text question for this number question"
+    for argv, extra in (([sys.executable, "-m", "worker", "--burst"], {"MIGRATE_ON_START": "0"}),
+                        ([sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py", "--check-config"], {})):
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "DATABASE_URL": url, "SURVEY_FILE": str(retyped), **extra})
+        assert result.returncode != 0 and result.stderr.splitlines()[-1].startswith(not_taken), (argv, result.stderr)
+    # The file as the database took it starts the web; so does any file while the database is away.
+    check_config = [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py", "--check-config"]
+    retyped_text = retyped.read_text()
+    for text, database in ((BEFORE, url), (retyped_text, "postgresql://survey@127.0.0.1:1/none")):
+        survey_file = write(tmp_path, "edited.toml", text)
+        result = subprocess.run(check_config, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "DATABASE_URL": database, "SURVEY_FILE": str(survey_file)})
+        assert result.returncode == 0, (text, result.stderr)
     # Nothing was changed by the refused starts.
     assert psql(url, "SELECT * FROM edited")[0][:2] == ["colour", "pet"]
 

@@ -6,15 +6,20 @@ import sys
 import tempfile
 
 import survey
+from survey import applied
 
 # Named so: gunicorn reads every name here, and `config` is one of its settings.
 from web import config as web_config
+from web.store import Store
 
-# A broken survey file stops gunicorn before it binds, with the one line that
-# says what is wrong (not an app's traceback from every worker).
+# A broken survey file (SURVEY_FILE or any in SURVEYS_DIR) stops gunicorn
+# before it binds, with the one line that says what is wrong (not an app's
+# traceback from every worker); so does an edit the database has not taken.
 try:
-    survey.from_env(os.environ)
-except survey.SurveyFileError as exc:
+    root, folder = survey.all_from_env(os.environ)
+    app_config = web_config.from_env(os.environ)
+    Store(app_config["DATABASE_URL"], timeout=app_config["WEB_DB_TIMEOUT"]).check_applied([root, *folder.values()])
+except (survey.SurveyFileError, applied.NotApplied) as exc:
     sys.exit(f"survey: {exc}")
 
 settings = web_config.server(os.environ)

@@ -10,6 +10,7 @@ from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
 import pgbounds
+from survey import applied
 from submission import META_COLUMNS
 
 from . import reader_slots
@@ -108,6 +109,22 @@ class Store:
                         **self.connect_options)
                     self._pool_pid = pid
         return self._pool
+
+    def check_applied(self, surveys):
+        """survey/applied.py's check, when the database answers.  One that is
+        away is no reason to refuse to start: the web takes answers through
+        an outage, and the worker makes the same check before it stores."""
+        try:
+            conn = self._connect(cursor_factory=None)
+        except psycopg2.OperationalError:
+            return
+        try:
+            with conn, conn.cursor() as cur:
+                applied.check(cur, surveys)
+        except psycopg2.OperationalError:
+            pass  # a query cut off by the timeout: the same outage
+        finally:
+            conn.close()
 
     def connect_as(self, user, password):
         """A connection as another role (the auditor), to the same server and

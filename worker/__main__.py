@@ -13,12 +13,14 @@ import time
 # worker's counters among the web's.  prometheus-client reads it on import.
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
+import psycopg2
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 import redisbounds
 import survey
+from survey import applied
 
 from . import db, failures, logs, metrics
 from .batch_worker import BatchWorker
@@ -77,6 +79,17 @@ def work(config, connection, burst):
         wait_for("redis", connection.ping)
 
 
+def check_applied(config, surveys):
+    """applied.NotApplied unless the database has taken these files (another
+    process migrates: compose's migrate, the Kubernetes Job, make run's database)."""
+    conn = psycopg2.connect(config.database_url, connect_timeout=5, application_name="survey-worker")
+    try:
+        with conn, conn.cursor() as cur:
+            applied.check(cur, surveys)
+    finally:
+        conn.close()
+
+
 def main(argv=None, startup_timeout=300):
     config = Config.from_env()
     logs.setup(config.log_format, config.log_level, config.log_key)
@@ -96,6 +109,11 @@ def main(argv=None, startup_timeout=300):
         try:
             wait_for("postgresql", lambda: migrate(config, surveys), deadline)
         except SurveyEditError as exc:
+            sys.exit(f"survey: {exc}")
+    else:
+        try:
+            wait_for("postgresql", lambda: check_applied(config, surveys), deadline)
+        except applied.NotApplied as exc:
             sys.exit(f"survey: {exc}")
     db.configure(config.database_url, config.db_timeout)
     if config.metrics_port:
