@@ -109,7 +109,6 @@ def test_a_worker_killed_mid_erase_leaves_the_erase_to_be_finished(
     accounted([sid], erased=[sid])
 
 
-@pytest.mark.parametrize("survey", SURVEYS, indirect=True)
 def test_an_erase_outlasts_a_database_outage_longer_than_its_retries(
         app, client, pg_server, start_worker, post_form, fresh_form, redis, accounted):
     """The retries (FAST: ten, about 20 s) run out while the database is
