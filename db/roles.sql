@@ -48,10 +48,18 @@ REVOKE ALL ON erasures FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT SELECT ON erasures TO survey_web, auditor;
 -- The worker asks which ids are in (submission/cap.py's reconcile): ids only.
 GRANT SELECT (submission_id) ON erasures TO survey_worker;
+-- An erase tells the survey's webhooks when (worker/deliveries.py): its table and time, no answer.
+GRANT SELECT (survey_table, erased_at) ON erasures TO survey_worker;
 REVOKE ALL ON FUNCTION erase_submissions(uuid[], text) FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT EXECUTE ON FUNCTION erase_submissions(uuid[], text) TO survey_worker;
 REVOKE ALL ON FUNCTION expired_submissions(integer, integer) FROM PUBLIC, survey_worker, survey_web, auditor;
 GRANT EXECUTE ON FUNCTION expired_submissions(integer, integer) TO survey_worker;
+-- A webhook delivery reads the one row it sends, by id, and nothing else.
+REVOKE ALL ON FUNCTION stored_answer(text, uuid) FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT EXECUTE ON FUNCTION stored_answer(text, uuid) TO survey_worker;
+-- The owner's email says how many answers there are: a count, no answer.
+REVOKE ALL ON FUNCTION answers_stored(text) FROM PUBLIC, survey_worker, survey_web, auditor;
+GRANT EXECUTE ON FUNCTION answers_stored(text) TO survey_worker;
 REVOKE ALL ON FUNCTION answers_skip_erased(), answers_require_read_committed() FROM PUBLIC, survey_worker, survey_web, auditor;
 
 -- The migration's own bookkeeping: the owner's alone.

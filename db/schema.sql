@@ -153,6 +153,40 @@ BEGIN
 END
 $$;
 
+-- A webhook's answer.stored delivery (worker/deliveries.py): the stored row as
+-- JSON, or NULL (erased, or never stored).  FOR SHARE holds it until the
+-- delivery's transaction ends, after the send: an erase's DELETE waits for a
+-- send in progress, and a delivery that comes after the erase sends nothing.
+CREATE OR REPLACE FUNCTION stored_answer(answers_table text, id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    found jsonb;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = 'answers'::regnamespace
+                   AND relname = answers_table AND relkind = 'r') THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT to_jsonb(a) FROM answers.%I AS a WHERE submission_id = $1 FOR SHARE', answers_table)
+        INTO found USING id;
+    RETURN found;
+END
+$$;
+
+-- The owner's email (worker/notify.py): how many answers a survey holds, no more.
+CREATE OR REPLACE FUNCTION answers_stored(answers_table text) RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    total bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = 'answers'::regnamespace
+                   AND relname = answers_table AND relkind = 'r') THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM answers.%I', answers_table) INTO total;
+    RETURN total;
+END
+$$;
+
 -- Retention's question (worker/erasure.py): the oldest `lim` answers of
 -- every survey stored more than `days` days ago.
 CREATE OR REPLACE FUNCTION expired_submissions(days integer, lim integer) RETURNS text[]

@@ -8,6 +8,7 @@ file, the key and what is wrong: SurveyFileError's message.
 `python -m survey check FILE` checks a file offline."""
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from submission import IDENTIFIER, META_COLUMNS
 
+from . import webhooks
 from .questions import CHOICE_TYPES, TYPES
 from .questions.kinds import Choice, Condition, Question
 
@@ -37,7 +39,7 @@ PICTURE_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jp
                  ".gif": "image/gif", ".webp": "image/webp"}
 
 TOP_KEYS = {"title", "heading", "introduction", "opens_at", "closes_at", "max_responses", "table", "version",
-            "questions"}
+            "questions", "webhooks", "notify"}
 # The file of before [[questions]]: three fixed tables, kept readable so an
 # owner's file goes on working; stored in cats, where its answers always were.
 LEGACY_QUESTIONS = {"name": "short_text", "coat": "single_choice", "donut": "single_choice"}
@@ -68,6 +70,8 @@ class Survey:
     opens_at: datetime | None = None
     closes_at: datetime | None = None
     max_responses: int | None = None
+    webhooks: tuple = ()
+    notify_email: str | None = None
 
     def question(self, question_id):
         return next((q for q in self.questions if q.id == question_id), None)
@@ -118,8 +122,9 @@ def parse_count(value, fail):
 
 
 class _Reader:
-    def __init__(self, path):
+    def __init__(self, path, env):
         self.path = Path(path)
+        self.env = env  # where secret_env names a webhook's secret
 
     def fail(self, key, problem):
         raise SurveyFileError(self.path, key, problem)
@@ -328,6 +333,8 @@ class _Reader:
             opens_at=self.optional(data, "opens_at", parse_time),
             closes_at=self.optional(data, "closes_at", parse_time),
             max_responses=self.optional(data, "max_responses", parse_count),
+            webhooks=webhooks.read(data.get("webhooks"), self.fail, self.env, self.path.parent),
+            notify_email=webhooks.read_notify(data.get("notify"), self.fail),
         )
         check_schedule(survey, lambda key, problem: self.fail(key, problem))
         return survey
@@ -343,9 +350,10 @@ def check_schedule(survey, fail):
         fail("closes_at", f"{survey.closes_at.isoformat()} is not after opens_at ({survey.opens_at.isoformat()})")
 
 
-def load(path=DEFAULT_FILE):
-    """The survey in the file at `path`; SurveyFileError if it is broken."""
-    return _Reader(path).survey()
+def load(path=DEFAULT_FILE, env=None):
+    """The survey in the file at `path`; SurveyFileError if it is broken.
+    Its webhooks' secret_env names a variable of `env` (the process's)."""
+    return _Reader(path, os.environ if env is None else env).survey()
 
 
 # The environment's overrides: an operator opens, closes or caps the survey
@@ -357,7 +365,7 @@ OVERRIDES = {"OPENS_AT": ("opens_at", parse_time), "CLOSES_AT": ("closes_at", pa
 def from_env(env):
     """SURVEY_FILE's survey, with OPENS_AT, CLOSES_AT and MAX_RESPONSES applied."""
     path = env.get("SURVEY_FILE") or DEFAULT_FILE
-    survey = load(path)
+    survey = load(path, env)
     given = {"OPENS_AT": env.get("OPENS_AT", ""), "CLOSES_AT": env.get("CLOSES_AT", ""),
              "MAX_RESPONSES": env.get("MAX_RESPONSES", "")}
     changes = {}
@@ -381,7 +389,7 @@ def from_env(env):
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 
 
-def load_folder(folder):
+def load_folder(folder, env=None):
     """{slug: survey} of every SLUG.toml in `folder`, sorted by slug; the first
     broken file raises SurveyFileError, as a broken SURVEY_FILE does."""
     folder = Path(folder)
@@ -392,7 +400,7 @@ def load_folder(folder):
         if not SLUG.match(path.stem):
             raise SurveyFileError(path, "-", f"{path.stem!r} is not a survey's address: name the file SLUG.toml, "
                                   "SLUG 1 to 63 of a-z, 0-9 and -")
-        surveys[path.stem] = load(path)
+        surveys[path.stem] = load(path, env)
     return surveys
 
 
@@ -400,7 +408,7 @@ def all_from_env(env):
     """The survey at / (from_env) and {slug: survey} of SURVEYS_DIR's
     (empty without one).  Two surveys may not share a table."""
     root = from_env(env)
-    folder = load_folder(env["SURVEYS_DIR"]) if env.get("SURVEYS_DIR") else {}
+    folder = load_folder(env["SURVEYS_DIR"], env) if env.get("SURVEYS_DIR") else {}
     tables = {root.table: root.path}
     for slug, survey in folder.items():
         if survey.path.resolve() == root.path.resolve():

@@ -1,4 +1,5 @@
 """`python -m survey check [FILE]`: is this survey file fit to run?
+`python -m survey new-webhook-secret`: a secret for a [[webhooks]] table.
 
 Without FILE it checks what the services would run: SURVEY_FILE (or the
 default) with OPENS_AT, CLOSES_AT and MAX_RESPONSES applied.  Prints one line
@@ -8,12 +9,15 @@ is wrong, and exits 1."""
 import os
 import sys
 
-from . import SurveyFileError, from_env, load
+from . import SurveyFileError, from_env, load, webhooks
 
 
 def main(argv):
+    if argv == ["new-webhook-secret"]:
+        print(webhooks.new_secret())
+        return 0
     if not argv or argv[0] != "check" or len(argv) > 2:
-        print("usage: python -m survey check [FILE]", file=sys.stderr)
+        print("usage: python -m survey check [FILE] | new-webhook-secret", file=sys.stderr)
         return 2
     try:
         survey = load(argv[1]) if len(argv) == 2 else from_env(os.environ)
@@ -23,7 +27,8 @@ def main(argv):
     kinds = ", ".join(f"{q.id} ({q.type}{', if ' + q.show_if.question if q.show_if else ''})"
                       for q in survey.questions)
     print(f"{survey.path}: ok: {survey.title!r}, stored in table {survey.table}, "
-          f"{len(survey.questions)} questions: {kinds}")
+          f"{len(survey.questions)} questions: {kinds}"
+          + "".join(f"; webhook {h.url} ({', '.join(h.events)})" for h in survey.webhooks))
     return 0
 
 

@@ -213,6 +213,10 @@ SLOW_TIERS = {
     # A million rows exported, and clients held until nginx drops them at 10 s.
     "tests/test_long_export.py": "long",
     "tests/test_proxy.py::test_slow_clients_do_not_stop_a_visitor": "long",
+    # The store and delivery workers as processes, and a receiver's retries.
+    **{f"tests/test_webhooks.py::{name}": "webhooks" for name in (
+        "test_every_stored_answer", "test_no_2xx", "test_an_answer_erased", "test_a_private_address",
+        "test_the_owner_is_emailed")},
 }
 
 

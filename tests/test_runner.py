@@ -57,7 +57,7 @@ class Runner:
         self.env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(self.port),
                     "APP_PORT": str(self.app_port), "WEB_METRICS_PORT": str(self.web_metrics_port),
                     "DB_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
-                    "WORKER_METRICS_PORT": str(free_port()), **env}
+                    "WORKER_METRICS_PORT": str(free_port()), "DELIVER_METRICS_PORT": str(free_port()), **env}
         for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SECRET_KEY_FILE", "PROMETHEUS_MULTIPROC_DIR",
                     "DATABASE_PASSWORD_FILE", "WORKER_DATABASE_PASSWORD_FILE", "WEB_DATABASE_PASSWORD_FILE",
                     "AUDITOR_DATABASE_PASSWORD", "AUDITOR_DATABASE_PASSWORD_FILE"):
@@ -91,7 +91,8 @@ class Runner:
 
     def ports(self):
         """Every port `make run` opens: proxy, gunicorn, and the servers it starts."""
-        ports = {"proxy": self.port, "gunicorn": self.app_port, "worker metrics": int(self.env["WORKER_METRICS_PORT"])}
+        ports = {"proxy": self.port, "gunicorn": self.app_port, "worker metrics": int(self.env["WORKER_METRICS_PORT"]),
+                 "delivery metrics": int(self.env["DELIVER_METRICS_PORT"])}
         ports["web metrics"] = self.web_metrics_port
         if "DATABASE_URL" not in self.env:
             ports["db"] = int(self.env["DB_PORT"])
@@ -121,7 +122,7 @@ class Runner:
         log = log[log.index("received SIGINT indicating exit request"):]
         assert "SIGKILL" not in log, log[-3000:]
         assert self.proc.returncode == -signal.SIGINT
-        for name in ("proxy", "web", "worker") + (("db", "redis") if "DATABASE_URL" not in self.env else ()):
+        for name in ("proxy", "web", "worker", "deliver") + (("db", "redis") if "DATABASE_URL" not in self.env else ()):
             assert f"stopped: {name} (exit status 0)" in log, f"{name} did not stop cleanly:\n{log[-3000:]}"
         for what, port in self.ports().items():
             assert not listening(port), f"{what} still listens on {port} after make run stopped"
@@ -165,6 +166,7 @@ class Runner:
 
 # How each process's main process shows in ps: PostgreSQL's is the postmaster.
 MAIN_PROCESSES = {"db": r"bin/postgres -D ", "redis": r"^redis-server ", "worker": r"python\S* -m worker(\s|$)",
+                  "deliver": r"python\S* -m worker\.deliver(\s|$)",
                   "web": r"/gunicorn --config", "proxy": r"^nginx: master process"}
 
 

@@ -22,7 +22,7 @@ import redisbounds
 import survey
 from survey import applied
 
-from . import db, failures, logs, metrics
+from . import db, deliveries, failures, logs, metrics
 from .batch_worker import BatchWorker
 from .config import Config
 from .migrate import migrate
@@ -52,7 +52,7 @@ def _exit_on_signal(signum, frame):
     raise SystemExit(0)
 
 
-def work(config, connection, burst):
+def work(config, connection, burst, build=build_worker, name_file=None):
     """Run RQ's work loop until asked to stop, starting a fresh one each time
     a Redis outage ends it, however long Redis stays away (as RQ's own loop
     waits for it when idle): a supervisor gives up on a worker that keeps
@@ -60,8 +60,8 @@ def work(config, connection, burst):
     while True:
         worker = None
         try:
-            worker = build_worker(config, connection)  # names itself to Redis
-            config.name_file.write_text(worker.name)
+            worker = build(config, connection)  # names itself to Redis
+            (name_file or config.name_file).write_text(worker.name)
             # The scheduler process moves retries whose back-off has elapsed back onto the queue.
             worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
         except redis.RedisError as exc:
@@ -99,6 +99,7 @@ def main(argv=None, startup_timeout=300):
         surveys = config.surveys()
     except survey.SurveyFileError as exc:
         sys.exit(f"survey: {exc}")
+    deliveries.configure(surveys)  # whose webhooks a store and an erase tell
     burst = "--burst" in (argv or sys.argv[1:])
     deadline = time.monotonic() + startup_timeout
 

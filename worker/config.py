@@ -17,6 +17,10 @@ DEFAULT_DATABASE_URL = "postgresql://survey@127.0.0.1:15432/survey"
 # Below JOB_TIMEOUT (30 s), with room for pgbounds' margin and the pause after a failure.
 DEFAULT_DB_TIMEOUT = 10.0
 
+# After the first try, as the Standard Webhooks specification retries: 5 s,
+# 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h (about 3 days in all).
+WEBHOOK_SCHEDULE = "5,300,1800,7200,18000,36000,50400,72000,86400"
+
 # The database roles of db/roles.sql, and the variables holding their passwords.
 ROLE_PASSWORDS = {
     "survey_worker": "WORKER_DATABASE_PASSWORD",
@@ -72,6 +76,8 @@ class Config:
     form_token_ttl: int
     # Where the worker writes its RQ name, for the container healthcheck to find.
     name_file: Path
+    # The same, of the delivery worker (python -m worker.deliver).
+    deliver_name_file: Path
     log_level: str
     log_format: str
     # Keys the references that stand for submission ids in the logs (submission/logref.py).
@@ -79,6 +85,8 @@ class Config:
     # Where the worker serves /metrics; no port, no endpoint.
     metrics_host: str
     metrics_port: int | None
+    # The delivery worker's /metrics (python -m worker.deliver); no port, no endpoint.
+    deliver_metrics_port: int | None
     # The survey file, checked at start: the worker stores whatever the web
     # accepted, but a broken file must stop it too.
     survey_file: Path
@@ -89,6 +97,21 @@ class Config:
     retention_days: int | None
     # Seconds between two retention runs.
     retention_interval: int
+    # Webhook deliveries (worker/deliveries.py): seconds for the whole of one
+    # try, the waits between tries (the Standard Webhooks schedule), and
+    # whether loopback and private addresses may receive (the tests' receivers).
+    webhook_timeout: float = 5.0
+    webhook_retry_intervals: tuple = ()
+    webhook_allow_private: bool = False
+    # The owner's emails (worker/notify.py): the SMTP server
+    # (smtp://, smtp+starttls://, smtps://[user@]host:port), its password,
+    # the sender, one email per answer or a digest every this many minutes,
+    # and the address the results are linked at.
+    smtp_url: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "survey@localhost"
+    notify_digest_minutes: float | None = None
+    public_url: str = ""
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -113,21 +136,35 @@ class Config:
             job_timeout=int(env.get("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)),
             form_token_ttl=int(env.get("CSRF_TIME_LIMIT", DEFAULT_CSRF_TIME_LIMIT)),
             name_file=Path(env.get("WORKER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-worker.name")),
+            deliver_name_file=Path(env.get("DELIVER_NAME_FILE", Path(tempfile.gettempdir()) / "survey-deliver.name")),
             log_level=env.get("LOG_LEVEL", "INFO"),
             log_format=env.get("LOG_FORMAT", "text"),
             log_key=secret(env, "LOG_KEY"),
             metrics_host=env.get("WORKER_METRICS_HOST", "127.0.0.1"),
             metrics_port=int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
+            deliver_metrics_port=int(env["DELIVER_METRICS_PORT"]) if env.get("DELIVER_METRICS_PORT") else None,
             survey_file=Path(env.get("SURVEY_FILE") or survey.DEFAULT_FILE),
             surveys_dir=Path(env["SURVEYS_DIR"]) if env.get("SURVEYS_DIR") else None,
             retention_days=_positive(env, "RETENTION_DAYS"),
             retention_interval=_positive(env, "RETENTION_INTERVAL") or 3600,
+            webhook_timeout=float(env.get("WEBHOOK_TIMEOUT") or 5),
+            webhook_retry_intervals=tuple(int(s) for s in (env.get("WEBHOOK_RETRY_INTERVALS") or
+                                                            WEBHOOK_SCHEDULE).split(",") if s.strip()),
+            webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "") == "1",
+            smtp_url=env.get("SMTP_URL") or None,
+            smtp_password=secret(env, "SMTP_PASSWORD"),
+            smtp_from=env.get("SMTP_FROM") or "survey@localhost",
+            notify_digest_minutes=float(env["NOTIFY_DIGEST_MINUTES"]) if env.get("NOTIFY_DIGEST_MINUTES") else None,
+            public_url=(env.get("PUBLIC_URL") or "").rstrip("/"),
         )
 
     def surveys(self):
         """Every survey the web serves (SURVEY_FILE's and SURVEYS_DIR's), for
         their tables; SurveyFileError if a file is broken."""
-        env = {"SURVEY_FILE": str(self.survey_file)}
+        # The process's environment holds the webhooks' secret_env; not the overrides, which are the web's.
+        env = {k: v for k, v in os.environ.items() if k not in survey.OVERRIDES}
+        env.pop("SURVEYS_DIR", None)
+        env["SURVEY_FILE"] = str(self.survey_file)
         if self.surveys_dir:
             env["SURVEYS_DIR"] = str(self.surveys_dir)
         root, folder = survey.all_from_env(env)

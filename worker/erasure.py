@@ -33,7 +33,7 @@ from rq.serializers import JSONSerializer
 
 import submission as payload
 
-from . import db, metrics
+from . import db, deliveries, metrics
 from .db import execute
 from .config import Config
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 ERASE = "SELECT erase_submissions(%(ids)s::uuid[])"
 # One answer, with the table its store job names if that is still queued.
 ERASE_ONE = "SELECT erase_submissions(ARRAY[%(id)s]::uuid[], %(table)s)"
+# The survey's table and the time of an erase, for its webhooks.
+TOMBSTONE = "SELECT survey_table, erased_at FROM erasures WHERE submission_id = %s"
 # Oldest first, a bounded number at a time: one short transaction each, well
 # inside WORKER_DB_TIMEOUT, and a bounded number of locks held at once.
 # Every survey's table (db/schema.sql).
@@ -76,11 +78,22 @@ def erase_submission(submission_id, connection=None):
     connection.set(payload.erased_key(submission_id), 1, ex=config.form_token_ttl + ERASED_MARK_MARGIN_S)
     forgotten = forget_store_job(connection, submission_id)
     _schedule_second_pass(connection, submission_id, config.job_timeout)
+    _tell_webhooks(connection, submission_id)
     metrics.JOBS.labels(outcome="erase").inc()
     metrics.ERASED.labels(reason="request").inc(deleted)
     log.info("submission %s erased%s%s", submission_id, "" if deleted else " (no stored row)",
              ", its store job deleted from Redis" if forgotten else "", extra={"submission_id": submission_id})
     return {"erased": bool(deleted)}
+
+
+def _tell_webhooks(connection, submission_id):
+    """No answer.stored delivery left waiting; the erase's own answer.erased
+    enqueued (its job id is fixed, so a re-run of the erase enqueues it once)."""
+    [(table, erased_at)] = execute(TOMBSTONE, (submission_id,))
+    if table is None:
+        return  # never stored, and no store was waiting: no webhook heard of it
+    deliveries.forget_stored(connection, table, submission_id)
+    deliveries.enqueue(connection, table, deliveries.ERASED, [submission_id], erased_at=erased_at.isoformat())
 
 
 def _queued_table(connection, submission_id):
@@ -195,6 +208,7 @@ def forget_store_jobs(connection, submission_ids):
 def erase_now(submission_ids, config, connection):
     """The auditor's command: erase each now, in this process; yields (id, erased)."""
     db.configure(config.database_url, config.db_timeout)
+    deliveries.configure(config.surveys())  # the webhooks each erase tells
     try:
         for sid in submission_ids:
             yield sid, erase_submission(str(sid), connection)["erased"]

@@ -1,5 +1,5 @@
-"""`python -m worker.healthcheck`: exit 0 only if this worker is registered in
-Redis and has sent a heartbeat recently.  A live process is not enough: a
+"""`python -m worker.healthcheck [deliver]`: exit 0 only if this worker (with
+`deliver`, this delivery worker) is registered in Redis and has sent a heartbeat recently.  A live process is not enough: a
 worker that lost Redis, or hangs, stops heartbeating and is reported unhealthy."""
 
 import sys
@@ -15,9 +15,9 @@ import redisbounds
 from .config import Config
 
 
-def check(config):
+def check(config, name_file=None):
     try:
-        name = config.name_file.read_text().strip()
+        name = (name_file or config.name_file).read_text().strip()
     except OSError:
         return "the worker has not registered yet"
     connection = redisbounds.connect(config.redis_url, reply_timeout=2)
@@ -36,7 +36,8 @@ def check(config):
 
 def main():
     try:
-        problem = check(Config.from_env())
+        config = Config.from_env()
+        problem = check(config, config.deliver_name_file if sys.argv[1:] == ["deliver"] else None)
     except redis.RedisError as exc:
         problem = f"redis: {exc}"
     if problem:

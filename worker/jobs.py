@@ -14,7 +14,7 @@ import submission as payload
 from submission import cap
 from submission.cap import Cap
 
-from . import metrics
+from . import deliveries, metrics, notify
 # Jobs queued by an earlier release name the erase jobs here.
 from .erasure import erase_expired, erase_submission  # noqa: F401
 from .db import execute, execute_all
@@ -47,8 +47,9 @@ def store_submission(submission):
     # No row when it was already there.
     rows = dict(execute_all(inserts([submission])))
     job = get_current_job()
-    if job is not None:  # called as a job: its queue's count
+    if job is not None:  # called as a job: its queue's count, and its webhooks
         _settle(Cap(job.connection, job.origin, submission["table"]), [submission["id"]])
+        _deliver(job.connection, submission["table"], [submission["id"]])
     return _stored(submission, rows.get(str(uuid.UUID(submission["id"]))))
 
 
@@ -63,6 +64,7 @@ def store_submissions(submissions, cap_count):
         by_table.setdefault(s["table"], []).append(s["id"])
     for table, ids in by_table.items():
         _settle(cap_count.of(table), ids)
+        _deliver(cap_count.redis, table, ids)
     return [_stored(s, rows.get(str(uuid.UUID(s["id"])))) for s in submissions]
 
 
@@ -96,6 +98,15 @@ def _settle(cap_count, ids):
     except redis.RedisError as exc:
         # Stored all the same; the worker's maintenance settles them later (Cap.reconcile).
         log.warning("stored %d submissions but could not settle the cap's count: %s", len(ids), exc)
+
+
+def _deliver(connection, table, ids):
+    """The webhooks' deliveries and the owner's email, after the commit and
+    before RQ marks the jobs finished: a worker killed in between runs them
+    again, and this again (worker/deliveries.py).  For every id, not only
+    those inserted now: a re-run finds its rows stored."""
+    deliveries.enqueue(connection, table, deliveries.STORED, ids)
+    notify.enqueue(connection, table, ids)
 
 
 def _stored(submission, delay):

@@ -12,7 +12,10 @@ single-process registry is right; more workers are more scrape targets.
 
 import logging
 
-from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from rq import Queue
+from rq.serializers import JSONSerializer
+from rq.utils import now
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,36 @@ ERASED = Counter(
     "request (the respondent's or the auditor's) or retention (older than RETENTION_DAYS).",
     ["reason"],
 )
+
+DELIVERIES = Counter(
+    "survey_worker_webhook_deliveries", "Webhook delivery tries, by survey, event and outcome: delivered (a 2xx), "
+    "retried (will try again), failed (out of tries, in the failed registry), gone (the URL answered 410), "
+    "refused (a private address), erased (the answer was erased first: not sent) or dropped (no such webhook now).",
+    ["survey", "event", "outcome"],
+)
+DELIVERY_LATENCY = Histogram(
+    "survey_worker_webhook_delivery_seconds", "From an answer's stored_at to its answer.stored delivered.",
+    buckets=(.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 86400),
+)
+
+OLDEST_DELIVERY = Gauge(
+    "survey_worker_webhook_oldest_waiting_seconds",
+    "Age of the oldest webhook delivery still waiting (queued, or scheduled for a retry), read from Redis at scrape.")
+
+
+def watch_deliveries(connection, queue_name):
+    """OLDEST_DELIVERY, from the delivery queue's head and its scheduled retries."""
+    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+
+    def oldest():
+        try:
+            ids = queue.get_job_ids(0, 0) + queue.scheduled_job_registry.get_job_ids(0, 99)
+            created = [job.created_at for job in queue.job_class.fetch_many(ids, connection, JSONSerializer) if job]
+        except Exception:  # noqa: BLE001 - Redis away: no figure rather than a failed scrape
+            return float("nan")
+        return max((now() - c).total_seconds() for c in created) if created else 0.0
+    OLDEST_DELIVERY.set_function(oldest)
+
 
 for reason in ("request", "retention"):
     ERASED.labels(reason=reason)

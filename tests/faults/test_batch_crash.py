@@ -7,13 +7,16 @@ entries expire (job timeout + 60 s), a worker's maintenance retries each job,
 and ON CONFLICT makes the rows that were already committed no-ops."""
 
 import signal
+import subprocess
+import sys
 import time
 
 import psycopg2
 from rq.job import JobStatus
 
 from tests.faults.conftest import failed, queue, submission
-from tests.servers import wait_until
+from tests.servers import ROOT, wait_until
+from tests.test_webhooks import SECRET, Receiver, survey_with_webhook
 from worker.config import Config
 from worker.migrate import migrate
 
@@ -30,9 +33,14 @@ RELEASE_INSERTS = "DROP TRIGGER IF EXISTS hold_inserts ON answers.cats; DROP FUN
 
 
 def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once(
-        app, fault_env, env, start_worker, redis_server, redis_restored, waiting_on_lock, redis, stored_ids):
+        app, fault_env, env, start_worker, redis_server, redis_restored, waiting_on_lock, redis, stored_ids, tmp_path):
     """A: the worker is killed while its batch's INSERT is in flight;
-    B: the worker is killed after its batch's INSERT committed, before RQ heard of it."""
+    B: the worker is killed after its batch's INSERT committed, before RQ
+    heard of it, and before it enqueued the webhook's deliveries: each is
+    still delivered, at least once."""
+    receiver = Receiver().start()
+    hooked = {"SURVEY_FILE": str(survey_with_webhook(tmp_path / "survey", f"http://127.0.0.1:{receiver.port}/")),
+              "CATS_WEBHOOK_SECRET": SECRET, "WEBHOOK_ALLOW_PRIVATE": "1"}
     submissions = app.extensions["submission_queue"]
     submissions.job_options["timeout"] = JOB_TIMEOUT
     # Workers below start without applying the schema: that would wait on the held inserts.
@@ -50,7 +58,7 @@ def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once
             batches[name] = [submission(name=f"{name} {i}") for i in range(BATCH)]
             for item in batches[name]:
                 assert submissions.enqueue(item)
-            workers[name] = start_worker(MIGRATE_ON_START="0")
+            workers[name] = start_worker(MIGRATE_ON_START="0", **hooked)
             wait_until(lambda: waiting_on_lock(n), 30, f"batch {name}'s insert to be in flight")
             # One batch: every job started, each with its own entry in the started registry.
             wait_until(lambda: queue(redis).started_job_registry.count == n * BATCH, 10, f"batch {name} started")
@@ -82,7 +90,9 @@ def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once
     everything = batches["A"] + batches["B"]
     for item in everything:
         assert queue(redis).fetch_job(item["id"]).get_status() == JobStatus.STARTED
-    start_worker()
+    # Neither batch reached its deliveries.
+    assert redis.llen("rq:queue:webhooks") == 0
+    start_worker(**hooked)
     wait_until(lambda: all(queue(redis).fetch_job(s["id"]).get_status() == JobStatus.FINISHED for s in everything),
                JOB_TIMEOUT + 60 + 30, "the abandoned batches to finish", interval=0.5)
     print(f"abandoned batches recovered {time.monotonic() - killed_at:.1f}s after the kills")
@@ -93,6 +103,13 @@ def test_batches_killed_mid_transaction_and_after_commit_are_stored_exactly_once
     for item in everything:
         # Retried by StartedJobRegistry.cleanup (one retry spent), as an abandoned single job is.
         assert queue(redis).fetch_job(item["id"]).retries_left == 9
+    try:
+        subprocess.run([sys.executable, "-m", "worker.deliver", "--burst"], cwd=ROOT, env={**fault_env, **hooked},
+                       capture_output=True, timeout=120, check=True)
+        assert receiver.unverified == 0
+        assert set(receiver.events("answer.stored")) == {s["id"] for s in everything}
+    finally:
+        receiver.stop()
 
 
 def stopped(proc):

@@ -160,6 +160,7 @@ def test_containers_run_the_procfiles_commands(objects):
     assert app_container(objects, "Deployment", "survey-web")["command"] == runner["web"]
     assert app_container(objects, "Deployment", "survey-worker")["command"] == runner["worker"]
     assert app_container(objects, "Deployment", "survey-retention")["command"] == runner["retention"]
+    assert app_container(objects, "Deployment", "survey-deliver")["command"] == runner["deliver"]
     assert app_container(objects, "Job", "survey-migrate")["command"] == compose_file()["services"]["migrate"]["command"]
 
 
@@ -405,10 +406,12 @@ def test_web_and_worker_read_the_survey_from_its_config_map(objects, tmp_path):
 def test_each_pod_gets_only_its_own_secret(base):
     secrets = {name: pod_spec(find(base, kind, name))["volumes"]
                for kind, name in (("Deployment", "survey-web"), ("Deployment", "survey-worker"),
-                                  ("Job", "survey-migrate"))}
+                                  ("Job", "survey-migrate"), ("Deployment", "survey-deliver"))}
     names = {name: [v["secret"]["secretName"] for v in volumes if "secret" in v] for name, volumes in secrets.items()}
-    assert names == {"survey-web": ["survey-web"], "survey-worker": ["survey-worker"],
-                     "survey-migrate": ["survey-migrate"]}
+    # survey-webhooks, the webhooks' secrets, goes to every pod that reads the survey files: each checks them at start.
+    assert names == {"survey-web": ["survey-web", "survey-webhooks"], "survey-worker": ["survey-worker", "survey-webhooks"],
+                     "survey-migrate": ["survey-migrate", "survey-webhooks"],
+                     "survey-deliver": ["survey-worker", "survey-webhooks"]}
     created = documented_secrets()
     assert created["survey-web"] == {"web_db_password", "secret_key"}
     assert created["survey-worker"] == {"worker_db_password"}
@@ -640,10 +643,12 @@ def test_network_policies_allow_exactly_the_needed_flows(objects):
     config = find(objects, "ConfigMap", "survey-config")["data"]
     postgres, redis_port = urlsplit(config["DATABASE_URL"]).port, urlsplit(config["REDIS_URL"]).port
     expected = set()
-    for app in ("web", "worker", "migrate"):
+    for app in ("web", "worker", "migrate", "deliver"):
         expected |= {(app, "dns", 53, "UDP"), (app, "dns", 53, "TCP"), (app, "db", postgres, "TCP")}
-    for app in ("web", "worker", "retention"):
+    for app in ("web", "worker", "retention", "deliver"):
         expected.add((app, "redis", redis_port, "TCP"))
+    # The webhooks' receivers: https on public addresses, from the delivery worker alone.
+    expected.add(("deliver", "internet", 443, "TCP"))
     # The retention scheduler (RQ's cron) only enqueues: Redis, never PostgreSQL.
     expected |= {("retention", "dns", 53, "UDP"), ("retention", "dns", 53, "TCP")}
     expected |= {
@@ -651,6 +656,8 @@ def test_network_policies_allow_exactly_the_needed_flows(objects):
         ("ingress", "web", int(web["APP_PORT"]), "TCP"),
         ("prometheus", "web", int(web["WEB_METRICS_PORT"]), "TCP"),
         ("prometheus", "worker", int(worker["WORKER_METRICS_PORT"]), "TCP"),
+        ("prometheus", "deliver", int(env_of(objects, app_container(objects, "Deployment", "survey-deliver"))
+                                      ["DELIVER_METRICS_PORT"]), "TCP"),
         # The ScaledObject's scaler reads the queue's length.
         ("keda", "redis", redis_port, "TCP"),
     }
