@@ -22,7 +22,7 @@ from pathlib import Path
 
 from web import config as web_config
 
-from . import capacity, report, visits
+from . import capacity, report, visits, webhooks
 from .rounds import DRAIN_WORKERS, BenchFailure, Round
 
 # Workers in the "ours" rounds (healthy, slow, end to end, outage).  One
@@ -32,8 +32,8 @@ RECOMMENDED_WORKERS = 1
 from .stack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# The rounds' steps, then the visitors' (run once: a search, not a median).
-STEPS = Round.STEPS + ("visits",)
+# The rounds' steps, then the visitors' (run once: a search, not a median) and the webhooks'.
+STEPS = Round.STEPS + ("visits", "webhooks")
 
 
 def options(argv):
@@ -93,7 +93,7 @@ def main(argv=None):
 
     load_before = os.getloadavg()
     stack = Stack(workdir, web_concurrency=o.web_concurrency)
-    rounds, visitors = [], None
+    rounds, visitors, hooks = [], None, None
     try:
         if not o.only or set(o.only) & set(Round.STEPS):
             for i in range(o.rounds):
@@ -102,6 +102,9 @@ def main(argv=None):
         if not o.only or "visits" in o.only:
             log("visits")
             visitors = visits.run(stack, o, log)
+        if not o.only or "webhooks" in o.only:
+            log("webhooks")
+            hooks = webhooks.run(stack, o, log)
     except BenchFailure as exc:
         print(f"\nBENCHMARK FAILED: {exc}\n(logs in {workdir})", file=sys.stderr)
         return 1
@@ -109,9 +112,12 @@ def main(argv=None):
         stack.destroy()
     median = report.median_of(rounds) if rounds else {}
     if o.only:
-        print(json.dumps({**median, **({"visits": visitors} if visitors else {})}, indent=1))
+        print(json.dumps({**median, **({"visits": visitors} if visitors else {}),
+                          **({"webhooks": hooks} if hooks else {})}, indent=1))
         if visitors:
             print(visits.table(visitors))
+        if hooks:
+            print(webhooks.table(hooks))
         print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
@@ -125,10 +131,13 @@ def main(argv=None):
         "capacity": capacity.model(median, o.workers, os.cpu_count()),
         "rounds": rounds,
         "visits": visitors,
+        "webhooks": hooks,
     }
     print(report.table(median, o.workers, o.rounds))
     print()
     print(visits.table(visitors))
+    print()
+    print(webhooks.table(hooks))
     png = report.write(record, o.out, stamp, plot=not o.no_plot)
     print(f"\nload average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} cores); {record['seconds']} s; results in {Path(o.out) / 'latest.json'}"

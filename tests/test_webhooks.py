@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -23,6 +24,7 @@ from rq.serializers import JSONSerializer
 import survey
 from survey import webhooks
 from tests.conftest import hidden_fields
+from tests.scrape import samples, value
 from tests.servers import ROOT, free_port, wait_until
 from web import create_app
 from worker import deliveries
@@ -169,8 +171,10 @@ def test_no_2xx_is_retried_a_410_stops_and_redirects_are_not_followed(hooked, re
     receiver.answers = [500, "redirect", 503, "slow"]  # four tries of the first answer fail, each its own way
     [first] = post_answers(client, 1)
     run("worker", hooked, "--burst")
-    deliver = subprocess.Popen([sys.executable, "-m", "worker.deliver"], cwd=ROOT, env=hooked,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics_port = free_port()
+    deliver = subprocess.Popen([sys.executable, "-m", "worker.deliver"], cwd=ROOT,
+                               env={**hooked, "DELIVER_METRICS_PORT": str(metrics_port)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # 500, then the redirect, then 503 with Retry-After: 2 (the last of its two retries): failed.
         failed = webhooks_queue(redis).failed_job_registry
@@ -199,6 +203,16 @@ def test_no_2xx_is_retried_a_410_stops_and_redirects_are_not_followed(hooked, re
         time.sleep(1)
         assert receiver.events("answer.stored").count(gone[0]) <= 1 and len(receiver.got) == 7
         assert redis.sismember(deliveries.GONE_KEY, survey.load(hooked["SURVEY_FILE"]).webhooks[0].key)
+        # The operator's view: every try by its outcome, and nothing left waiting.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            parsed = samples(response.read().decode())
+        tries = {outcome: value(parsed, "survey_worker_webhook_deliveries_total", survey="cats",
+                                event="answer.stored", outcome=outcome)
+                 for outcome in ("delivered", "retried", "failed", "gone")}
+        # 500, redirect: retried; 503, then the slow one: failed; requeued: delivered; the endless; 410 and the two after.
+        assert tries == {"delivered": 2, "retried": 2, "failed": 2, "gone": 3}, tries
+        assert value(parsed, "survey_worker_webhook_oldest_waiting_seconds") == 0
+        assert value(parsed, "survey_worker_webhook_delivery_seconds_count") == 2
     finally:
         deliver.send_signal(signal.SIGTERM)
         deliver.wait(30)
