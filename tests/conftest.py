@@ -216,7 +216,7 @@ SLOW_TIERS = {
     # The store and delivery workers as processes, and a receiver's retries.
     **{f"tests/test_webhooks.py::{name}": "webhooks" for name in (
         "test_every_stored_answer", "test_no_2xx", "test_an_answer_erased", "test_a_private_address",
-        "test_the_owner_is_emailed")},
+        "test_the_owner_is_emailed", "test_a_retry_after")},
 }
 
 

@@ -42,6 +42,7 @@ class Receiver:
         self.got = []          # (webhook-id, parsed body), verified
         self.unverified = 0
         self.answers = []
+        self.times = []        # when each delivery came
         self.server = None
         self.verifier = standardwebhooks.Webhook(SECRET)
 
@@ -54,6 +55,7 @@ class Receiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.times.append(time.monotonic())
                 try:
                     receiver.got.append((self.headers["webhook-id"], receiver.verifier.verify(body, dict(self.headers))))
                 except standardwebhooks.WebhookVerificationError:
@@ -77,7 +79,7 @@ class Receiver:
                 else:
                     self.send_response(answer)
                     if answer == 503:
-                        self.send_header("Retry-After", "2")
+                        self.send_header("Retry-After", "4")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
 
@@ -176,7 +178,7 @@ def test_no_2xx_is_retried_a_410_stops_and_redirects_are_not_followed(hooked, re
                                env={**hooked, "DELIVER_METRICS_PORT": str(metrics_port)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # 500, then the redirect, then 503 with Retry-After: 2 (the last of its two retries): failed.
+        # 500, then the redirect, then 503 with Retry-After: 4 (the last of its two retries): failed.
         failed = webhooks_queue(redis).failed_job_registry
         wait_until(lambda: failed.count == 1, 30, "the delivery to run out of tries")
         assert [msg_id for msg_id, _ in receiver.got] == [deliveries.message_id("answer.stored", first)] * 3
@@ -222,6 +224,24 @@ def test_no_2xx_is_retried_a_410_stops_and_redirects_are_not_followed(hooked, re
     run("worker", hooked, "--burst")
     run("worker.deliver", hooked, "--burst")
     assert later in receiver.events("answer.stored")
+
+
+def test_a_retry_after_puts_the_next_try_later(hooked, receiver, redis):
+    client = create_app({"TESTING": True}).test_client()
+    receiver.answers = [500, 503]  # 503 with Retry-After: 4, where the schedule says 1 s
+    [sid] = post_answers(client, 1)
+    run("worker", {**hooked, "WEBHOOK_RETRY_INTERVALS": "1,1"}, "--burst")
+    deliver = subprocess.Popen([sys.executable, "-m", "worker.deliver"], cwd=ROOT, env=hooked,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(receiver.got) == 3, 30, "the third try")
+    finally:
+        deliver.send_signal(signal.SIGTERM)
+        deliver.wait(30)
+    first, second, third = receiver.times
+    # The scheduler looks once a second: the first retry comes 1 to 2 s on, the second no sooner than 4 s.
+    assert second - first < 3 and third - second >= 4, receiver.times
+    assert receiver.events("answer.stored") == [sid] * 3 and webhooks_queue(redis).failed_job_registry.count == 0
 
 
 def test_an_answer_erased_while_its_delivery_waits_is_never_sent(hooked, receiver, redis):
