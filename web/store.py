@@ -123,6 +123,8 @@ class Store:
                 applied.check(cur, surveys)
         except psycopg2.OperationalError:
             pass  # a query cut off by the timeout: the same outage
+        except psycopg2.errors.UndefinedTable:
+            pass  # no schema yet: the first start, whose migration is about to make it
         finally:
             conn.close()
 
