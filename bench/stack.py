@@ -161,7 +161,8 @@ class Stack:
         self.stop_web()
         self.web_mode = design
         port = free_port()
-        env = self.env(HOST="127.0.0.1", APP_PORT=port, WEB_METRICS_PORT=free_port(), **extra)
+        metrics_port = free_port()
+        env = self.env(HOST="127.0.0.1", APP_PORT=port, WEB_METRICS_PORT=metrics_port, **extra)
         if self.web_concurrency:
             env["WEB_CONCURRENCY"] = str(self.web_concurrency)
         # The web's own gunicorn settings; only the app differs between designs.
@@ -170,6 +171,7 @@ class Stack:
             argv.append(WEB_APPS[design])
         self.web = Service("web", argv, env, self.workdir / "web.log")
         self.web_url = f"http://127.0.0.1:{port}"
+        self.web_metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.web.wait_healthy(self.web_url)
         return self.web_url
 

@@ -19,9 +19,11 @@ cores), next to the generator's lag (how late visitors arrived)."""
 import math
 import os
 import time
+import urllib.request
 from collections import Counter
 
 import psycopg2
+from prometheus_client.parser import text_string_to_metric_families
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -42,6 +44,9 @@ CLOSE_ENOUGH = 1.2          # stop when the lowest failing rate is within 20% of
 PROBE_REQUEST_TIMEOUT_S, PROBE_VISIT_LIMIT_S = 5, 30
 # At twice the capacity visitors wait as long as a browser would.
 OVERLOAD_REQUEST_TIMEOUT_S, OVERLOAD_VISIT_LIMIT_S = 30, 60
+
+ROUTES = ("form", "post", "receipt", "status", "other")
+COUNTERS = {"survey_web_request_cpu_seconds_total": "cpu", "survey_web_requests_total": "requests"}
 
 COUNT_IDS = "SELECT count(*) FROM cats WHERE submission_id = ANY(%s::uuid[])"
 
@@ -147,16 +152,43 @@ def cpu_split(before, after, machine_before, machine_after, generator_s, wall_s,
     return shares
 
 
+def route_counters(stack):
+    """The web's CPU seconds and requests by route, summed over its processes (its /metrics)."""
+    with urllib.request.urlopen(stack.web_metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    totals = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            kind = COUNTERS.get(sample.name)
+            if kind:
+                totals[kind, sample.labels["route"]] = totals.get((kind, sample.labels["route"]), 0.0) + sample.value
+    return totals
+
+
+def by_route(before, after, visits, gunicorn_us):
+    """Per visit: the app's CPU µs and requests by route, and gunicorn's CPU outside the app."""
+    def delta(kind, route):
+        return after.get((kind, route), 0.0) - before.get((kind, route), 0.0)
+    n = max(1, visits)
+    cpu = {route: 1e6 * delta("cpu", route) / n for route in ROUTES}
+    cpu["gunicorn outside the app"] = max(0.0, gunicorn_us - sum(cpu.values()))
+    return {"cpu_us": cpu, "requests": {route: delta("requests", route) / n for route in ROUTES}}
+
+
 def probe(stack, rate, seconds, seed, request_timeout, visit_limit, drain_timeout):
     rows_before = stack.row_count()
+    routes = route_counters(stack)
     groups, machine = group_seconds(stack), machine_seconds()
     records, generator_s, wall_s = visitors.run(stack.proxy_port, rate, seconds, seed, request_timeout, visit_limit)
     cpu = cpu_split(groups, group_seconds(stack), machine, machine_seconds(), generator_s, wall_s, os.cpu_count())
+    routes_after = route_counters(stack)
     s = summarize(records, rate, seconds)
     s["cpu"], s["wall_s"] = cpu, wall_s
     # What one visit costs each group, next to the per-submission model (docs/capacity.md).
     s["cpu_us_per_visit"] = {k: 1e6 * x * wall_s * os.cpu_count() / max(1, s["visits"])
                              for k, x in cpu.items() if k not in ("other (not ours)", "machine busy")}
+    s["requests_per_visit"] = s["requests"] / max(1, s["visits"])
+    s["web_by_route"] = by_route(routes, routes_after, s["visits"], s["cpu_us_per_visit"]["gunicorn"])
     s["stored"] = check_stored(stack, records, rows_before, drain_timeout)
     s["fully_served"] = fully_served(s)
     return s
@@ -266,5 +298,9 @@ def cpu_lines(title, s):
             "    of the busy CPU: " + ", ".join(f"{k} {_pct(x / cpu['machine busy'])}" for k, x in cpu.items()
                                            if k != "machine busy" and cpu["machine busy"] > 0),
             "    CPU per visit: " + ", ".join(f"{k} {x:.0f} us" for k, x in s["cpu_us_per_visit"].items()),
+            f"    requests per visit: {s['requests_per_visit']:.2f} (to the web, by route: "
+            + ", ".join(f"{k} {x:.2f}" for k, x in s["web_by_route"]["requests"].items()) + ")",
+            "    the web's CPU per visit by route: "
+            + ", ".join(f"{k} {x:.0f} us" for k, x in s["web_by_route"]["cpu_us"].items()),
             f"    load generator lag (visitors started late): p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms, "
             f"max {lag['max']:.1f} ms"]

@@ -63,6 +63,22 @@ def test_rejections_count_by_field_and_reason(client, post_form):
                        "not_a_date"}
 
 
+def test_each_route_counts_its_requests_and_cpu(client, post_form, fresh_form):
+    cpu, requests = "survey_web_request_cpu_seconds_total", "survey_web_requests_total"
+    before = scrape(client)
+    hidden = fresh_form()  # the form
+    receipt = post_form(hidden).headers["Location"]  # the post
+    assert client.get(receipt).status_code == 200  # the receipt
+    assert client.get(receipt + ".json").status_code == 200  # its poll
+    assert client.get("/healthz").status_code == 200
+    after = scrape(client)
+    for route in ("form", "post", "receipt", "status"):
+        assert value(after, requests, route=route) == value(before, requests, route=route) + 1, route
+        assert value(after, cpu, route=route) > value(before, cpu, route=route), route
+    # The health check and the first scrape are neither; the second scrape is still running.
+    assert value(after, requests, route="other") == value(before, requests, route="other") + 2
+
+
 def test_too_large_post_counts(client):
     before = value(scrape(client), REJECTED, field="form", reason="too_large")
     assert client.post("/", data={"name": "x" * 20000}).status_code == 413

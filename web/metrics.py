@@ -12,6 +12,7 @@ to row) are on the worker's endpoint, WORKER_METRICS_PORT: see worker/metrics.py
 
 import os
 import socket
+import time
 
 import redis
 from flask import Blueprint, Response, abort, current_app, g, has_request_context, request
@@ -47,6 +48,18 @@ ENQUEUE_SECONDS = Histogram(
     buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
     registry=REGISTRY,
 )
+
+# What a visit costs, request by request: the app's CPU (its thread's, so a
+# wait on Redis or PostgreSQL counts nothing) by route.  What gunicorn spends
+# around the app (parsing, the access log) is its process's CPU less these.
+ROUTES = {"survey.form": "form", "survey.submit": "post", "survey.receipt": "receipt",
+          "survey.receipt_json": "status"}
+REQUEST_CPU = Counter(
+    "survey_web_request_cpu_seconds",
+    "CPU the app spent on requests, by route (form, post, receipt, status, other).",
+    ["route"], registry=REGISTRY,
+)
+REQUESTS = Counter("survey_web_requests", "Requests the app answered, by route.", ["route"], registry=REGISTRY)
 
 
 # Flask-WTF's CSRF messages, by reason; the rest count as "invalid".
@@ -148,6 +161,28 @@ class MetricsListener:
         return self.app(environ, start_response)
 
 
+class RouteClock:
+    """Counts each request's CPU under its route (REQUEST_CPU), from the
+    first of the app's code to its answer (a page is whole by then; a
+    streamed export's later chunks are not counted)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        started = time.thread_time()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            route = environ.get("survey.route", "other")
+            REQUEST_CPU.labels(route=route).inc(time.thread_time() - started)
+            REQUESTS.labels(route=route).inc()
+
+
+def name_route():
+    request.environ["survey.route"] = ROUTES.get(request.endpoint, "other")
+
+
 @bp.get("/metrics")
 def metrics():
     # Only on the operator's listener, which the proxy never forwards to.
@@ -158,5 +193,8 @@ def metrics():
 
 def init_app(app):
     app.register_blueprint(bp)
+    # First of the app's before-request functions: one that answers early still has its route.
+    app.before_request_funcs.setdefault(None, []).insert(0, name_route)
+    app.wsgi_app = RouteClock(app.wsgi_app)
     # Outermost, so nothing else of the app runs for a request it turns away.
     app.wsgi_app = MetricsListener(app.wsgi_app, app.config["WEB_METRICS_PORT"])
