@@ -10,7 +10,8 @@ first to a host:
 2. POST the form with its session cookie, CSRF token and submission id;
 3. on 303, GET the receipt page and, while it says queued, receipt.js, then
    poll /submissions/<id>.json as receipt.js does (first after 500 ms, each
-   wait 1.5 times the last, at most 5 s) until stored, and reload the page.
+   wait 1.5 times the last, at most 5 s) until stored (the stored receipt
+   comes with that answer: no reload).
 
 A 429 or 503 answer to the post is a refused visitor (answered, not failed).
 Failures: a connection reset or refused, a request not answered within
@@ -177,8 +178,6 @@ async def visit(port, source, scheduled, record, request_timeout, visit_limit):
                 if state == "stored" or state in FINAL_NOT_STORED:
                     break
                 delay = min(delay * POLL_GROWTH, POLL_MAX_S)
-            if state == "stored":
-                await get(receipt_path)  # receipt.js reloads the page
         if state != "stored":
             raise Failure(f"receipt {state} after {visit_limit:.0f} s" if state == "queued" else f"receipt {state}")
         record["stored_seen"] = True

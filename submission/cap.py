@@ -7,8 +7,9 @@ Redis keeps two keys per queue:
 - `pending`, a sorted set of the ids accepted and not yet known to be in
   PostgreSQL, scored by when they were accepted (about 100 bytes each).
 
-The answers taken are settled + |pending|.  The web's accept checks and adds
-to `pending` in one script, so every process together takes exactly the cap;
+The answers taken are settled + |pending|.  The web's post checks and adds
+to `pending` in the script that also queues its job (web/submissions.py's
+TAKE), so every process together takes exactly the cap;
 the worker, after each commit, moves the ids it stored from `pending` to
 `settled` in one script that counts an id only if it took it out (`settle`),
 so an id is counted once however often it is settled.  So Redis holds one
@@ -18,7 +19,7 @@ Lost: if `settled` is missing (a Redis that lost its data, a new REDIS_URL,
 a failover to an empty replica), posts with a cap are not accepted until the
 web has rebuilt both keys from PostgreSQL's count and from the store jobs
 still in the queue (`rebuild`), in one script that only the first rebuild's
-call applies.  Without a cap, accept keeps nothing at all.
+call applies.  Without a cap, a post keeps nothing here at all.
 
 Both images copy this package (web/Dockerfile, worker/Dockerfile)."""
 
@@ -59,29 +60,6 @@ def known_query(table):
     return sql.SQL(KNOWN).format(table=sql.Identifier(table), name=sql.Literal(table))
 
 
-# KEYS: settled, pending, the erased mark, the erase job, the store job.
-# ARGV: the id, the cap (-1: none), now.  3: erased; 2: counted before (a
-# double click, which the cap never refuses); 1: taken; 0: the cap is
-# reached; -1: the count is lost, rebuild it first.
-ACCEPT = """
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 3 end
-local cap = tonumber(ARGV[2])
-if cap < 0 then return 1 end
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) or redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
-local settled = redis.call('GET', KEYS[1])
-if not settled then return -1 end
-if tonumber(settled) + redis.call('ZCARD', KEYS[2]) >= cap then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
-"""
-
-# KEYS: pending, the store job.  A give-back whose enqueue did run (its reply
-# was lost, or timed out) finds the job and keeps the count.
-GIVE_BACK = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-return redis.call('ZREM', KEYS[1], ARGV[1])
-"""
-
 # KEYS: settled, pending.  ARGV: ids PostgreSQL holds now.  Each counts
 # once: only the call that takes it out of pending adds it.  Without a
 # count (lost) there is nothing to add to: the rebuild counts them.
@@ -102,8 +80,9 @@ return 1
 """
 
 # KEYS: pending.  ARGV: the job key prefix, then ids.  An id whose store job
-# is gone and that PostgreSQL does not hold was never queued (its enqueue
-# failed and the give-back was lost): its count is given back.
+# is gone and that PostgreSQL does not hold will never be stored (its failed
+# job expired or was deleted; or, from before a post took its place and
+# queued its job in one step, an enqueue that failed): its count is given back.
 DROP_UNQUEUED = """
 local dropped = 0
 for i = 2, #ARGV do
@@ -112,8 +91,8 @@ end
 return dropped
 """
 
-# An accept and its enqueue are two steps a few milliseconds apart; past this
-# an id with no job behind it is taken as one whose enqueue never happened.
+# Past this an id with no job behind it is taken as one that will never be
+# stored (a margin: a post takes its place and queues its job in one step).
 UNQUEUED_AFTER_S = 600
 # How many ids one reconcile looks at, oldest first: the worker's settle
 # after each commit does the rest.
@@ -147,8 +126,6 @@ class Cap:
         self.settled_key = f"{prefix}:settled"
         self.pending_key = f"{prefix}:pending"
         self.legacy_key = LEGACY_KEY.format(queue_name)
-        self._accept = connection.register_script(ACCEPT)
-        self._give_back = connection.register_script(GIVE_BACK)
         self._settle = connection.register_script(SETTLE)
         self._rebuild = connection.register_script(REBUILD)
         self._drop_unqueued = connection.register_script(DROP_UNQUEUED)
@@ -166,17 +143,6 @@ class Cap:
             middle = key.decode()[len(f"survey:cap:{queue_name}"):-len(":pending")]
             tables.add(middle[1:] if middle else LEGACY_TABLE)
         return sorted(tables)
-
-    def accept(self, submission_id, cap, erased_key, erase_job_key):
-        """'new', 'again', 'erased', 'full', or 'lost' (rebuild, then ask again)."""
-        result = self._accept(
-            keys=[self.settled_key, self.pending_key, erased_key, erase_job_key, JOB_PREFIX + submission_id],
-            args=[submission_id, -1 if cap is None else cap, time.time()])
-        return {3: "erased", 2: "again", 1: "new", 0: "full", -1: "lost"}[int(result)]
-
-    def give_back(self, submission_id):
-        """The enqueue failed: give the count back, unless the job is there after all."""
-        self._give_back(keys=[self.pending_key, JOB_PREFIX + submission_id], args=[submission_id])
 
     def taken(self):
         """Answers taken (stored, erased or waiting); None when the count is lost."""
@@ -226,7 +192,7 @@ class Cap:
     def reconcile(self, held, now=None):
         """What the worker's maintenance runs: settle the pending ids that
         PostgreSQL holds (`held(ids)`, HELD: a settle lost with a crash, a
-        rebuild's race, an erase), and give back those never queued.
+        rebuild's race, an erase), and give back those whose job is gone.
         Returns (settled, dropped)."""
         now = time.time() if now is None else now
         if not self.redis.exists(self.settled_key, self.pending_key):

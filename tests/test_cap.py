@@ -1,6 +1,6 @@
 """MAX_RESPONSES over months, not minutes (submission/cap.py): Redis keeps
 nothing per stored answer, the count survives Redis losing its data, a
-give-back never returns a count whose answer is queued, and one page load
+post counts and queues in one step or not at all, and one page load
 is good for one answer only (web/bots.py)."""
 
 import os
@@ -121,40 +121,51 @@ def test_a_lost_count_is_rebuilt_from_postgresql_and_the_queue(make_client, redi
     assert len(rows()) == 4 and cap(redis).taken() == 4
 
 
-def test_a_give_back_keeps_the_count_when_the_enqueue_ran(make_client, redis):
-    """An enqueue whose reply was lost: the job is queued, and the visitor,
-    told to try again, must not free a place for someone else."""
-    app, client = make_client(MAX_RESPONSES="2")
-    queue = app.extensions["submission_queue"]
-    sid = str(uuid.uuid4())
-    assert queue.accept(sid, 2) == "new"
+def payload_of(app, sid):
+    from datetime import datetime, timezone
+
+    from werkzeug.datastructures import MultiDict
     with app.test_request_context():
-        from werkzeug.datastructures import MultiDict
         form = app.extensions["survey_forms"][app.config["SURVEY"].path](MultiDict({**ANSWERS, "submission_id": sid}))
         assert form.validate()
-        from datetime import datetime, timezone
-        assert queue.enqueue(form.submission(datetime.now(timezone.utc)))
-    queue.unaccept(sid)
-    assert queue.accepted() == 1
-    never = str(uuid.uuid4())
-    assert queue.accept(never, 2) == "new"
-    queue.unaccept(never)  # nothing was queued: given back
-    assert queue.accepted() == 1
+        return form.submission(datetime.now(timezone.utc))
 
 
-def test_the_worker_gives_back_a_count_never_queued_and_settles_one_lost(make_client, redis, rows):
+def test_a_post_counts_and_queues_in_one_step_or_not_at_all(make_client, redis):
+    """A post whose reply was lost is queued and counted: sent again, it is
+    the same answer, and frees no place for someone else.  A post refused
+    (the cap, the queue's depth) leaves neither a count nor a job."""
+    app, client = make_client(MAX_RESPONSES="2")
+    queue = app.extensions["submission_queue"]
+    first, second, third = (payload_of(app, str(uuid.uuid4())) for _ in range(3))
+    assert queue.take(first, cap=2) == "queued"
+    assert queue.take(first, cap=2) == "duplicate"
+    assert queue.accepted() == 1
+    assert queue.take(second, cap=2, max_depth=1) == "queue_full"
+    assert queue.accepted() == 1 and not redis.exists(f"rq:job:{second['id']}")
+    assert queue.take(second, cap=2) == "queued"
+    assert queue.take(third, cap=2) == "full"
+    assert queue.accepted() == 2 and not redis.exists(f"rq:job:{third['id']}")
+    assert queue.queue.job_ids == [first["id"], second["id"]]
+
+
+def test_the_worker_gives_back_a_count_whose_job_is_gone_and_settles_one_lost(make_client, redis, rows):
     app, client = make_client(MAX_RESPONSES="5")
     queue = app.extensions["submission_queue"]
     assert post(client)[0].status_code == 303
-    # An accept whose enqueue never happened, and whose give-back was lost.
-    ghost = str(uuid.uuid4())
-    assert queue.accept(ghost, 5) == "new"
+    # A count whose job is gone (it failed for good and expired, or was deleted).
+    ghost = payload_of(app, str(uuid.uuid4()))
+    assert queue.take(ghost, cap=5) == "queued"
+    redis.delete(f"rq:job:{ghost['id']}")
+    redis.lrem(queue.queue.key, 1, ghost["id"])
     assert queue.accepted() == 2
     # A store whose settle was lost (the worker died after its COMMIT).
     stored = {"id": str(uuid.uuid4()), "name": "Tom", "coat": "grey", "donut": "maple",
               "submitted_at": "2026-01-01T00:00:00+00:00", "version": 1}
-    assert queue.accept(stored["id"], 5) == "new"
+    assert queue.take(stored, cap=5) == "queued"
     jobs.store_submission(stored)  # outside a job: nothing settled
+    redis.delete(f"rq:job:{stored['id']}")
+    redis.lrem(queue.queue.key, 1, stored["id"])
     assert queue.accepted() == 3
     later = time.time() + UNQUEUED_AFTER_S + 1
     assert cap(redis).reconcile(jobs.held_by_database, now=later) == (1, 1)

@@ -83,6 +83,23 @@ def test_receipt_shows_queued_then_stored(client, post_form, fresh_form, run_wor
     assert "Mochi" in page
     status = client.get(f"/submissions/{sid}.json").get_json()
     assert status["state"] == "stored" and status["stored_at"]
+    # The poll that finds it stored brings the stored receipt: receipt.js shows it without a reload.
+    assert 'data-state="stored"' in status["html"] and "Mochi" in status["html"]
+
+
+def test_a_waiting_answer_s_poll_asks_the_queue_alone(client, post_form, fresh_form, pg_server, caplog):
+    hidden = fresh_form()
+    assert post_form(hidden).status_code == 303
+    pg_server.stop()
+    try:
+        status = client.get(f"/submissions/{hidden['submission_id']}.json").get_json()
+        page = client.get(f"/submissions/{hidden['submission_id']}").get_data(as_text=True)
+    finally:
+        pg_server.start()
+    assert status["state"] == "queued" and status["html"] is None
+    assert 'data-state="queued"' in page
+    # Neither tried the database (the queue's word was enough).
+    assert "database unavailable" not in caplog.text
 
 
 def test_receipt_for_unknown_submission_is_404(client):

@@ -185,34 +185,28 @@ def submit():
     submission = form.submission(datetime.now(timezone.utc))
     sid = submission["id"]
     try:
-        if _queue().depth() >= current_app.config["QUEUE_MAX_DEPTH"]:
-            metrics.count_rejections([("form", "queue_full")])
-            log.warning("submission %s refused: the queue is full", sid, extra={"submission_id": sid})
-            response = current_app.make_response((render_template("form.html", form=form, queue_full=True), 503))
-            response.headers["Retry-After"] = str(QUEUE_FULL_RETRY_AFTER)
-            return response
-        # Counted before it is queued, in one atomic step with the cap's check.
-        counted = _accept(sid, survey)
-        if counted == "erased":
-            log.info("submission %s refused: it was erased", sid, extra={"submission_id": sid})
-            # Sent again, the answers go in as a new one.
-            form.submission_id.data = str(uuid.uuid4())
-            return _refuse(form, 410, "erased", erased=True)
-        if counted == "full":
-            log.info("submission %s refused: %s has its %s answers", sid, survey.slug,
-                     survey.max_responses, extra={"submission_id": sid})
-            return _refuse(form, 410, "closed", availability={"state": "closed"})
-        try:
-            with metrics.ENQUEUE_SECONDS.time():
-                queued = _queue().enqueue(submission)
-        except redis.RedisError:
-            if counted == "new":
-                _queue().unaccept(sid, survey.table)
-            raise
+        with metrics.ENQUEUE_SECONDS.time():
+            taken = _take(submission, survey)
     except (redis.RedisError, psycopg2.Error) as exc:
         metrics.ENQUEUE_FAILURES.labels(error=type(exc).__name__).inc()
         log.error("submission %s not queued: %s", sid, exc, extra={"submission_id": sid})
         return render_template("form.html", form=form, unavailable=True), 503
+    if taken == "queue_full":
+        metrics.count_rejections([("form", "queue_full")])
+        log.warning("submission %s refused: the queue is full", sid, extra={"submission_id": sid})
+        response = current_app.make_response((render_template("form.html", form=form, queue_full=True), 503))
+        response.headers["Retry-After"] = str(QUEUE_FULL_RETRY_AFTER)
+        return response
+    if taken == "erased":
+        log.info("submission %s refused: it was erased", sid, extra={"submission_id": sid})
+        # Sent again, the answers go in as a new one.
+        form.submission_id.data = str(uuid.uuid4())
+        return _refuse(form, 410, "erased", erased=True)
+    if taken == "full":
+        log.info("submission %s refused: %s has its %s answers", sid, survey.slug,
+                 survey.max_responses, extra={"submission_id": sid})
+        return _refuse(form, 410, "closed", availability={"state": "closed"})
+    queued = taken == "queued"
     metrics.ACCEPTED.labels(enqueue="queued" if queued else "duplicate", survey=survey.slug).inc()
     log.info("submission %s to %s %s", sid, survey.slug, "queued" if queued else "was already queued",
              extra={"submission_id": sid})
@@ -222,8 +216,22 @@ def submit():
 
 def _status(submission_id):
     """What a visitor may know of a submission: its tombstone if it was
-    erased, an erase under way, the row if it is stored, else the store job's state."""
+    erased, an erase under way, the row if it is stored, else the store job's state.
+
+    While a job waits the queue alone answers, so a receipt's polls cost no
+    database read; a finished or missing job, the row decides."""
     sid = str(submission_id)
+    try:
+        state, erase = _queue().states(sid)
+    except redis.RedisError as exc:
+        log.warning("receipt %s: queue unavailable: %s", sid, exc, extra={"submission_id": sid})
+        state, erase = "unknown", None
+    erase = ERASE_STATE.get(erase)
+    if erase == "erasing":
+        # Its answers are on their way out: no longer shown.
+        return {"id": sid, "state": erase, "row": None}
+    if state == "queued" and erase is None:
+        return {"id": sid, "state": state, "row": None}
     database_down = False
     try:
         row = _store().find_submission(sid)
@@ -233,19 +241,11 @@ def _status(submission_id):
         row, database_down = None, True
     if row and row["erased_at"]:
         return {"id": sid, "state": "erased", "row": None, "erased_at": row["erased_at"]}
+    if erase:
+        return {"id": sid, "state": erase, "row": None}
     if row:
         # The receipt speaks of the survey that stored it, wherever it was asked for.
         g.survey = current_app.config["SURVEY_TABLES"].get(row["table_name"], current_survey())
-    try:
-        erase = ERASE_STATE.get(_queue().erase_state(sid))
-        state = None if erase or row else _queue().state(sid)
-    except redis.RedisError as exc:
-        log.warning("receipt %s: queue unavailable: %s", sid, exc, extra={"submission_id": sid})
-        erase, state = None, "unknown"
-    if erase:
-        # Its answers are on their way out: no longer shown.
-        return {"id": sid, "state": erase, "row": None}
-    if row:
         return {"id": sid, "state": "stored", "row": row}
     if state is None:
         if database_down:
@@ -257,21 +257,22 @@ def _status(submission_id):
     return {"id": sid, "state": state, "row": None}
 
 
-def _accept(sid, survey):
-    """SubmissionQueue.accept, after rebuilding the survey's MAX_RESPONSES
+def _take(submission, survey):
+    """SubmissionQueue.take, after rebuilding the survey's MAX_RESPONSES
     count if it was lost (Redis restarted empty, a failover): PostgreSQL and
     the queue say what it was (submission/cap.py).  Raises a psycopg2.Error
     when PostgreSQL cannot be asked: no answer is taken on a count not known."""
-    cap = survey.max_responses
-    counted = _queue().accept(sid, cap, survey.table)
-    if counted == "lost":
+    def take():
+        return _queue().take(submission, survey.table, survey.max_responses, current_app.config["QUEUE_MAX_DEPTH"])
+    taken = take()
+    if taken == "lost":
         rebuilt = _queue().rebuild(_store(), survey.table)
         log.warning("the count of answers taken by %s was lost in Redis; %s", survey.slug,
                     "rebuilt it" if rebuilt else "another process rebuilt it")
-        counted = _queue().accept(sid, cap, survey.table)
-        if counted == "lost":
+        taken = take()
+        if taken == "lost":
             raise redis.RedisError("the count of answers taken was lost again while it was rebuilt")
-    return counted
+    return taken
 
 
 @bp.get("/submissions/<uuid:submission_id>", defaults={"slug": None})
@@ -286,12 +287,15 @@ def receipt(submission_id):
 def receipt_json(submission_id):
     status = _status(submission_id)
     row = status["row"]
+    state_text = STATE_TEXT.get(status["state"], "Unknown")
     return jsonify(
         id=status["id"],
         state=status["state"],
-        state_text=STATE_TEXT.get(status["state"], "Unknown"),
+        state_text=state_text,
         stored_at=row["stored_at"].isoformat() if row else None,
         erased_at=status["erased_at"].isoformat() if status.get("erased_at") else None,
+        # The stored receipt, for receipt.js to show in place of a reload.
+        html=render_template("_receipt.html", status=status, state_text=state_text) if row else None,
     )
 
 

@@ -188,11 +188,15 @@ def test_receipt_turns_from_queued_to_stored_by_itself(open_page, start_worker, 
     assert axe_violations(page) == []
     screenshot(page, "receipt-queued-desktop")
 
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
     start_worker()
     # No reload from the test: the page polls and shows the change itself.
     expect(state).to_have_attribute("data-state", "stored", timeout=30_000)
     expect(state).to_have_text("Stored")
     expect(page.locator(".summary")).to_have_text(f"{name}: Calico coat, Maple donut.")
+    # Nor from the page: the poll brought the stored receipt.
+    assert page.evaluate("window.sameDocument") is True
+    expect(page.locator("p.lead")).to_have_text("We have your answers.")
     assert stored_rows(sid) == [(name, "calico", "maple", sid)]
     assert axe_violations(page) == []
     screenshot(page, "receipt-desktop")
