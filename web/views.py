@@ -8,6 +8,7 @@ import psycopg2
 import redis
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 
 import survey as surveys
 from submission import logref
@@ -115,7 +116,19 @@ def _store():
 def form():
     form = _form()
     form.submission_id.data = str(uuid.uuid4())
-    return render_template("form.html", form=form, availability=availability())
+    return render_template("form.html", form=form, availability=availability(), questions_html=_fresh_questions(form))
+
+
+def _fresh_questions(form):
+    """The questions of a form not yet answered, as HTML: the same for every
+    visitor of the survey at this address, so rendered once per process
+    (a survey file changes with a restart)."""
+    survey = current_survey()
+    key = (survey.path, survey_slug(survey))  # / and /s/SLUG may be one survey; their links differ
+    rendered = current_app.extensions.setdefault("fresh_questions", {})
+    if key not in rendered:
+        rendered[key] = Markup(render_template("_questions.html", form=form, first_error=None))
+    return rendered[key]
 
 
 @bp.get("/survey/pictures/<question>/<value>", defaults={"slug": None})
