@@ -8,7 +8,6 @@ import psycopg2
 import redis
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_wtf.csrf import CSRFError
-from markupsafe import Markup
 
 import survey as surveys
 from submission import logref
@@ -127,7 +126,7 @@ def _fresh_questions(form):
     key = (survey.path, survey_slug(survey))  # / and /s/SLUG may be one survey; their links differ
     rendered = current_app.extensions.setdefault("fresh_questions", {})
     if key not in rendered:
-        rendered[key] = Markup(render_template("_questions.html", form=form, first_error=None))
+        rendered[key] = render_template("_questions.html", form=form, first_error=None)
     return rendered[key]
 
 
