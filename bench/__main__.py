@@ -22,7 +22,7 @@ from pathlib import Path
 
 from web import config as web_config
 
-from . import capacity, report, visits, webhooks
+from . import beside, capacity, report, visits, webhooks
 from .rounds import DRAIN_WORKERS, BenchFailure, Round
 
 # Workers in the "ours" rounds (healthy, slow, end to end, outage).  One
@@ -62,6 +62,9 @@ def options(argv):
                    help="seconds of arrivals per probe of the visitors' search (default 10)")
     p.add_argument("--overload-seconds", type=float, default=20,
                    help="seconds of arrivals at twice the visitors' capacity (default 20)")
+    p.add_argument("--beside", metavar="REV",
+                   help="run the same steps on commit REV's code first (a git worktree) and print "
+                        "the visit's and the post's figures side by side (bench/beside.py)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib is in requirements/bench.txt)")
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and the plot go (default bench/results)")
     o = p.parse_args(argv)
@@ -83,7 +86,8 @@ def options(argv):
 
 
 def main(argv=None):
-    o = options(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    o = options(argv)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     workdir = tempfile.mkdtemp(prefix="survey-bench-")
     started = time.monotonic()
@@ -93,8 +97,10 @@ def main(argv=None):
 
     load_before = os.getloadavg()
     stack = Stack(workdir, web_concurrency=o.web_concurrency)
-    rounds, visitors, hooks = [], None, None
+    rounds, visitors, hooks, before = [], None, None, None
     try:
+        if o.beside:
+            before = beside.run(o.beside, argv, log)
         if not o.only or set(o.only) & set(Round.STEPS):
             for i in range(o.rounds):
                 log(f"round {i + 1} of {o.rounds}")
@@ -112,12 +118,14 @@ def main(argv=None):
         stack.destroy()
     median = report.median_of(rounds) if rounds else {}
     if o.only:
-        print(json.dumps({**median, **({"visits": visitors} if visitors else {}),
-                          **({"webhooks": hooks} if hooks else {})}, indent=1))
+        figures = {**median, **({"visits": visitors} if visitors else {}), **({"webhooks": hooks} if hooks else {})}
+        print(json.dumps(figures, indent=1))
         if visitors:
             print(visits.table(visitors))
         if hooks:
             print(webhooks.table(hooks))
+        if before is not None:
+            print(beside.table(o.beside, before, figures, o.workers))
         print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
@@ -138,6 +146,9 @@ def main(argv=None):
     print(visits.table(visitors))
     print()
     print(webhooks.table(hooks))
+    if before is not None:
+        print()
+        print(beside.table(o.beside, before, record, o.workers))
     png = report.write(record, o.out, stamp, plot=not o.no_plot)
     print(f"\nload average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} cores); {record['seconds']} s; results in {Path(o.out) / 'latest.json'}"
