@@ -75,6 +75,8 @@ def figures(record, workers):
     over = _get(visits, "overload")
     naive, ours = m.get("naive_healthy"), m.get("queued_healthy")
     routes = _get(cap, "web_by_route", "cpu_us") or {}
+    drains = m.get("drains") or {}
+    drain = drains.get(workers, drains.get(str(workers)))  # int keys in this run's record, str in JSON
     rows = [
         ("visitors/s at capacity (post p99 < 200 ms, nothing failed)", _get(visits, "capacity"), "{:.0f}"),
         ("  post p99 at capacity, ms", _get(cap, "posts_by_status", "303", "p99_ms"), "{:.1f}"),
@@ -97,7 +99,7 @@ def figures(record, workers):
         ("the web's CPU per post, us", _get(m, "enqueue_cost", "web_cpu_us"), "{:.0f}"),
         ("Redis commands per post", _get(m, "enqueue_cost", "redis_commands"), "{:.1f}"),
         ("Redis CPU per post, us", _get(m, "enqueue_cost", "redis_cpu_us"), "{:.0f}"),
-        ("Redis commands per stored submission", _get(m, "drains", str(workers), "cost", "redis_commands"), "{:.1f}"),
+        ("Redis commands per stored submission", _get(drain, "cost", "redis_commands"), "{:.1f}"),
     ]
     return rows
 
