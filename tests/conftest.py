@@ -100,6 +100,14 @@ def run_worker(env, redis):
     return run
 
 
+def waiting(app):
+    """What QUEUE_MAX_DEPTH counts: the web's jobs queued, on RQ's intermediate
+    list, held by a worker, or waiting out a retry's back-off."""
+    queue = app.extensions["submission_queue"]
+    return sum(queue.redis.llen(key) for key in queue.waiting[:2]) + sum(
+        queue.redis.zcard(key) for key in queue.waiting[2:])
+
+
 def redis_holding(redis, text, whole=False):
     """Every key whose name or value holds `text` (a cat's name); whole=True:
     whose last name part or one of whose elements is `text` (a job id, not

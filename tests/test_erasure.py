@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 import submission as payload
 from submission import STORE_JOB, erased_key
 from submission.cap import Cap
-from tests.conftest import hidden_fields, redis_holding, store_job_gone
+from tests.conftest import hidden_fields, redis_holding, store_job_gone, waiting
 from worker import erasure, jobs
 
 
@@ -215,7 +215,7 @@ def test_an_erase_deletes_the_store_job_still_queued(app, client, post_form, fre
     assert post_form(hidden, name="Queued Quentin").status_code == 303
     assert redis_holding(redis, "Queued Quentin") == [f"rq:job:{sid}"]  # the check can see it
     assert erasure.erase_submission(sid, redis) == {"erased": False}
-    assert queue(redis).job_ids == [] and app.extensions["submission_queue"].depth() == 0
+    assert queue(redis).job_ids == [] and waiting(app) == 0
     assert store_job_gone(redis, sid, "Queued Quentin")
     run_worker()
     assert rows() == []

@@ -26,7 +26,7 @@ GLANCE_BACKOFF_S = 5
 
 # A post's whole visit to Redis, in one atomic step (one round trip, one
 # fsync): the erased check, the double click, QUEUE_MAX_DEPTH, the cap
-# (submission/cap.py's accept) and RQ's own unique enqueue (rq/scripts.py's
+# (submission/cap.py's count of what is pending) and RQ's own unique enqueue (rq/scripts.py's
 # script, and the queue's entry in rq:queues that enqueue_job adds), with
 # the job hash RQ's Job.to_dict makes.  Nothing is written unless all pass.
 # KEYS: the job, the queue, its intermediate list, the started and the
@@ -71,8 +71,9 @@ class SubmissionQueue:
         # Where a submission waits until it is stored: RQ's queue, the list a
         # worker moves a job to as it takes it, the jobs a worker holds, and
         # those waiting for a retry (during a database outage, most of them).
-        self.waiting_lists = (self.queue.key, self.queue.intermediate_queue_key)
-        self.waiting_sets = (self.queue.started_job_registry.key, self.queue.scheduled_job_registry.key)
+        # QUEUE_MAX_DEPTH counts them all (TAKE's KEYS[2] to KEYS[5], lists then sets).
+        self.waiting = (self.queue.key, self.queue.intermediate_queue_key,
+                        self.queue.started_job_registry.key, self.queue.scheduled_job_registry.key)
         # Each survey's MAX_RESPONSES count (submission/cap.py), by its
         # table: one entry per answer not yet stored, only while a cap is set.
         self._glance_redis = redisbounds.connect(config["REDIS_URL"], GLANCE_TIMEOUT_S, GLANCE_TIMEOUT_S)
@@ -122,8 +123,7 @@ class SubmissionQueue:
         self.queue._prepare_for_queue(job)  # what enqueue_job sets: origin, enqueued_at, status
         count = self.count(table)
         result = self._take(
-            keys=[job.key, self.queue.key, self.queue.intermediate_queue_key, *self.waiting_sets,
-                  self.queue.redis_queues_keys, count.settled_key, count.pending_key,
+            keys=[job.key, *self.waiting, self.queue.redis_queues_keys, count.settled_key, count.pending_key,
                   payload.erased_key(sid), Job.key_for(erase_job_id(sid))],
             args=[sid, -1 if max_depth is None else max_depth, -1 if cap is None else cap, time.time(),
                   -1 if job.ttl is None else job.ttl, self.queue.key, int(refuse_erased), *_build_hset_args(job)])
@@ -163,10 +163,6 @@ class SubmissionQueue:
             return False
         return True
 
-    def erase_state(self, submission_id):
-        """The erase job's state, as state() words it; None when there is none."""
-        return self.state(erase_job_id(submission_id))
-
     def state(self, job_id):
         """'queued', 'failed', 'stored' (finished) or None when the queue has no such job."""
         return _word(self.redis.hget(Job.key_for(job_id), "status"))
@@ -177,16 +173,6 @@ class SubmissionQueue:
         pipe.hget(Job.key_for(submission_id), "status")
         pipe.hget(Job.key_for(erase_job_id(submission_id)), "status")
         return tuple(_word(status) for status in pipe.execute())
-
-    def depth(self):
-        """Submissions not yet stored: queued, held by a worker, or scheduled
-        for a retry; one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        for key in self.waiting_lists:
-            pipe.llen(key)
-        for key in self.waiting_sets:
-            pipe.zcard(key)
-        return sum(pipe.execute())
 
     def ping(self):
         return self.redis.ping()

@@ -13,7 +13,7 @@ from rq import Retry
 from rq.job import JobStatus
 
 from submission import logref
-from tests.conftest import hidden_fields, store_job_gone
+from tests.conftest import hidden_fields, store_job_gone, waiting
 from tests.faults.conftest import SURVEYS, postgres_down, queue
 from tests.servers import wait_until
 
@@ -44,7 +44,7 @@ def test_an_erase_racing_its_queued_store_while_the_worker_is_paused(
             assert client.post(f"/submissions/{sid}/erase", data=hidden_fields(html)).status_code == 303
         # Both stores and one erase, all waiting (the paused worker's blocking
         # dequeue may have moved the first onto RQ's intermediate list).
-        assert app.extensions["submission_queue"].depth() == 3
+        assert waiting(app) == 3
     finally:
         worker.signal(signal.SIGCONT)
     wait_until(lambda: finished(redis, f"erase-{erased['submission_id']}"), 30, "the erase")
