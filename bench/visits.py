@@ -27,6 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from web import metrics
+
 from . import visitors
 from .cpu import group_seconds, machine_seconds
 from .rounds import BenchFailure
@@ -45,7 +47,8 @@ PROBE_REQUEST_TIMEOUT_S, PROBE_VISIT_LIMIT_S = 5, 30
 # At twice the capacity visitors wait as long as a browser would.
 OVERLOAD_REQUEST_TIMEOUT_S, OVERLOAD_VISIT_LIMIT_S = 30, 60
 
-ROUTES = ("form", "post", "receipt", "status", "other")
+# The web's route labels (web/metrics.py), and its label for the rest.
+ROUTES = (*metrics.ROUTES.values(), "other")
 COUNTERS = {"survey_web_request_cpu_seconds_total": "cpu", "survey_web_requests_total": "requests"}
 
 COUNT_IDS = "SELECT count(*) FROM cats WHERE submission_id = ANY(%s::uuid[])"
