@@ -23,7 +23,10 @@ def test_same_form_posted_many_times_at_once_is_one_job_and_one_row(
     assert queue(redis).count == 1
     start_worker()
     wait_until(lambda: stored_ids() == [data["submission_id"]], 30, "the row")
-    assert queue(redis).fetch_job(data["submission_id"]).get_status() == JobStatus.FINISHED
+    # RQ marks the job finished after the COMMIT (and the deliveries' enqueue): a moment later.
+    wait_until(lambda: queue(redis).fetch_job(data["submission_id"]).get_status() == JobStatus.FINISHED, 30,
+               "the job finished")
+    assert stored_ids() == [data["submission_id"]]
 
 
 @pytest.mark.parametrize("survey", SURVEYS, indirect=True)
