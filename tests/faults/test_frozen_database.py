@@ -39,8 +39,13 @@ def frozen(pg_server):
     """SIGSTOP the test's PostgreSQL (postmaster first, so it forks nothing new); SIGCONT whatever happens."""
     pids = _server_processes(pg_server)
     try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        postmaster, *children = pids
+        os.kill(postmaster, signal.SIGSTOP)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass  # a backend whose session ended since it was listed: nothing left to freeze
         yield
     finally:
         for pid in pids:
