@@ -22,6 +22,22 @@ from worker import retention
 
 
 @contextmanager
+def telling(worker, redis):
+    """A wait that times out below says what the worker logged since and where
+    its jobs are in Redis: a fault that shows once in a while must explain
+    itself the first time."""
+    try:
+        yield
+    except TimeoutError as exc:
+        q = queue(redis)
+        where = {"queued": q.get_job_ids(), "intermediate": redis.lrange(q.intermediate_queue_key, 0, -1),
+                 "started": q.started_job_registry.get_job_ids(), "scheduled": q.scheduled_job_registry.get_job_ids(),
+                 "failed": q.failed_job_registry.get_job_ids(), "workers": [w.name for w in Worker.all(queue=q)]}
+        raise TimeoutError(f"{exc}\nin Redis: {where}\n{worker.name} alive: {worker.alive()}, "
+                           f"its log's end:\n{worker.log()[-8000:]}") from None
+
+
+@contextmanager
 def frozen_redis(redis_server):
     os.kill(redis_server.proc.pid, signal.SIGSTOP)
     try:
@@ -33,7 +49,7 @@ def frozen_redis(redis_server):
 def test_the_worker_says_it_lost_a_frozen_redis_and_works_on_after(
         app, start_worker, redis_server, redis_restored, redis, stored_ids):
     worker = start_worker()
-    with frozen_redis(redis_server):
+    with telling(worker, redis), frozen_redis(redis_server):
         # FAST's WORKER_TTL of 17 s: RQ's blocking dequeue waits 2 s, its replies 12 s at most.
         # Frozen while idle, RQ's dequeue says so and retries; frozen in its
         # maintenance (as at start), RQ's loop quits and ours starts another.
@@ -43,11 +59,13 @@ def test_the_worker_says_it_lost_a_frozen_redis_and_works_on_after(
                    "the worker to say it waits for Redis")
     later = submission(name="After the thaw")
     assert app.extensions["submission_queue"].enqueue(later)
-    wait_until(lambda: later["id"] in stored_ids(), 60, "a job queued after the thaw", interval=0.2)
+    with telling(worker, redis):
+        wait_until(lambda: later["id"] in stored_ids(), 60, "a job queued after the thaw", interval=0.2)
     # Its scheduler (which moves due retries to the queue) gave up too, and is started again.
     retried = submission(name="A retry after the thaw")
     queue(redis).enqueue_in(timedelta(seconds=1), STORE_JOB, submission=retried, job_id=retried["id"])
-    wait_until(lambda: retried["id"] in stored_ids(), 120, "a retry due after the thaw", interval=0.5)
+    with telling(worker, redis):
+        wait_until(lambda: retried["id"] in stored_ids(), 120, "a retry due after the thaw", interval=0.5)
     assert worker.alive()
 
 
