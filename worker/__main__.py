@@ -56,11 +56,21 @@ def work(config, connection, burst, build=build_worker, name_file=None):
     """Run RQ's work loop until asked to stop, starting a fresh one each time
     a Redis outage ends it, however long Redis stays away (as RQ's own loop
     waits for it when idle): a supervisor gives up on a worker that keeps
-    quitting (make run's after about half an hour), while Redis comes back."""
+    quitting (make run's after about half an hour), while Redis comes back.
+
+    Each loop has a Redis client of its own, closed when the loop ends, and
+    `connection` (which waits for Redis between loops) is never RQ's.  RQ
+    stops its pubsub thread with a one-second join, while the thread may
+    wait up to a minute for a message; its connection goes back to the pool,
+    and a pool used again would hand that connection to the next loop with
+    the thread still reading from it: it takes replies meant for the loop
+    (a job moved by BLMOVE to RQ's intermediate list, whose id never
+    arrives, waits there a minute for RQ's maintenance)."""
     while True:
         worker = None
+        own = redisbounds.connect(config.redis_url)
         try:
-            worker = build(config, connection)  # names itself to Redis
+            worker = build(config, own)  # names itself to Redis
             (name_file or config.name_file).write_text(worker.name)
             # The scheduler process moves retries whose back-off has elapsed back onto the queue.
             worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level)
@@ -70,6 +80,8 @@ def work(config, connection, burst, build=build_worker, name_file=None):
                 worker and worker.unsubscribe()
             except Exception:  # noqa: BLE001 - best effort; Redis is gone anyway
                 pass
+        finally:
+            own.close()  # what a straggling thread still holds is disconnected, and no one takes it again
         if burst or (worker and worker.stop_requested):
             return 0
         # Between two loops a stop request must end the process, not RQ's old handlers.
@@ -103,7 +115,8 @@ def main(argv=None, startup_timeout=300):
     burst = "--burst" in (argv or sys.argv[1:])
     deadline = time.monotonic() + startup_timeout
 
-    # RQ raises the reply timeout above its blocking dequeue's (WORKER_TTL - 5 s).
+    # For waiting on Redis; each RQ loop gets a client of its own (work()), whose
+    # reply timeout RQ raises above its blocking dequeue's (WORKER_TTL - 5 s).
     connection = redisbounds.connect(config.redis_url)
     wait_for("redis", connection.ping, deadline)
     if config.migrate_on_start:
