@@ -3,23 +3,20 @@ quits on a Redis timeout, the next loop works on a Redis client of its own,
 never the pool that the quitting loop's pubsub thread may still be reading."""
 
 import signal
-import uuid
-from datetime import datetime, timezone
 
 import redis as redis_lib
 
 import worker.__main__ as worker_main
 from submission import STORE_JOB
-from tests.faults.conftest import queue
+from tests.faults.conftest import queue, submission
 from worker.batch_worker import BatchWorker
 from worker.config import Config as WorkerConfig
 
 
 def test_a_loop_that_lost_redis_hands_nothing_of_its_client_to_the_next(env, redis, rows, tmp_path, monkeypatch):
-    sid = str(uuid.uuid4())
-    queue(redis).enqueue_call(STORE_JOB, kwargs={"submission": {
-        "id": sid, "name": "Pika", "coat": "tortie", "donut": "glazed",
-        "submitted_at": datetime.now(timezone.utc).isoformat()}}, job_id=sid)
+    queued = submission()
+    sid = queued["id"]
+    queue(redis).enqueue_call(STORE_JOB, kwargs={"submission": queued}, job_id=sid)
     dequeue = BatchWorker.dequeue_job_and_maintain_ttl
     calls = []
 
@@ -39,17 +36,16 @@ def test_a_loop_that_lost_redis_hands_nothing_of_its_client_to_the_next(env, red
         return workers[-1]
 
     config = WorkerConfig.from_env(env)
-    waiting = redis_lib.Redis.from_url(env["REDIS_URL"])
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        assert worker_main.work(config, waiting, burst=False, build=build, name_file=tmp_path / "name") == 0
+        assert worker_main.work(config, redis, burst=False, build=build, name_file=tmp_path / "name") == 0
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
     assert [w.name for w in workers] == [calls[0], calls[1]]
     pools = [w.connection.connection_pool for w in workers]
-    assert pools[0] is not pools[1] and waiting.connection_pool not in pools
+    assert pools[0] is not pools[1] and redis.connection_pool not in pools
     # Closed when their loops ended: what a straggling thread still holds reads nothing of anyone's.
     for pool in pools:
         assert all(conn._sock is None for conn in pool._available_connections + list(pool._in_use_connections))
